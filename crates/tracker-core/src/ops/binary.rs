@@ -1,0 +1,139 @@
+//! Binary elementwise ops with NumPy broadcasting: one table row each, `y = f(a, b)`
+//! and the two partial rules given `a`, `b`, `y` and `dy`.
+
+use crate::broadcast::broadcast_shapes;
+use crate::error::Result;
+use crate::kernel::zip;
+use crate::num::{Float, Num};
+use crate::op::{Backend, Contribution, Contributions};
+use crate::value::{Array, Value};
+
+macro_rules! binary_ops {
+    ($($variant:ident => $name:literal, |$a:ident, $b:ident| $forward:expr,
+        |$ra:ident, $rb:ident, $ry:ident, $rdy:ident| ($rule_a:expr, $rule_b:expr);)*) => {
+        /// A binary elementwise op.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Binary { $($variant),* }
+
+        impl Binary {
+            /// Every binary op, for coverage tests.
+            pub const ALL: &'static [Binary] = &[$(Binary::$variant),*];
+
+            pub fn name(self) -> &'static str {
+                match self { $(Binary::$variant => $name),* }
+            }
+
+            /// `y = f(a, b)` on scalar-like values.
+            pub fn eval<S: Num>(self, a: S, b: S) -> S {
+                match self { $(Binary::$variant => { let ($a, $b) = (a, b); $forward })* }
+            }
+
+            /// The partial rule for input `side` (0 or 1), on scalar-like values.
+            #[allow(unused_variables)]
+            pub fn rule<S: Num>(self, side: usize, a: S, b: S, y: S, dy: S) -> S {
+                match self {
+                    $(Binary::$variant => {
+                        let ($ra, $rb, $ry, $rdy) = (a, b, y, dy);
+                        if side == 0 { $rule_a } else { $rule_b }
+                    })*
+                }
+            }
+
+            /// `y = f(a, b)` over broadcast buffers, as one loop.
+            pub fn forward_arrays<T: Float>(self, a: &Array<T>, b: &Array<T>) -> Result<Array<T>> {
+                let shape = broadcast_shapes(self.name(), a.shape(), b.shape())?;
+                match self {
+                    $(Binary::$variant => zip(self.name(), [a, b], &shape, |[$a, $b]| $forward)),*
+                }
+            }
+
+            /// The partial rule for input `side` at the output's shape, as one fused loop.
+            #[allow(unused_variables)]
+            pub fn rule_arrays<T: Float>(
+                self,
+                side: usize,
+                a: &Array<T>,
+                b: &Array<T>,
+                y: &Array<T>,
+                dy: &Array<T>,
+            ) -> Result<Array<T>> {
+                let shape = dy.shape();
+                match (self, side) {
+                    $(
+                        (Binary::$variant, 0) => zip(self.name(), [a, b, y, dy], shape, |[$ra, $rb, $ry, $rdy]| $rule_a),
+                        (Binary::$variant, _) => zip(self.name(), [a, b, y, dy], shape, |[$ra, $rb, $ry, $rdy]| $rule_b),
+                    )*
+                }
+            }
+        }
+    };
+}
+
+binary_ops! {
+    // y = f(a, b)                                  (da, db), given a, b, y and dy
+    Add      => "add",      |a, b| a + b,           |_a, _b, _y, dy| (dy, dy);
+    Sub      => "subtract", |a, b| a - b,           |_a, _b, _y, dy| (dy, -dy);
+    Mul      => "multiply", |a, b| a * b,           |a, b, _y, dy| (dy * b, dy * a);
+    Div      => "divide",   |a, b| a / b,           |_a, b, y, dy| (dy / b, -(dy * y) / b);
+    Pow      => "power",    |a, b| a.powf(b),       |a, b, y, dy| (dy * b * a.powf(b - b.lit(1.0)), dy * y * a.ln());
+    // Ties share the gradient equally, as PyTorch.
+    Maximum  => "maximum",  |a, b| a.maximum(b),    |a, b, _y, dy| (dy * a.share(b), dy * b.share(a));
+    Minimum  => "minimum",  |a, b| a.minimum(b),    |a, b, _y, dy| (dy * b.share(a), dy * a.share(b));
+}
+
+impl Binary {
+    /// `y = f(a, b)` on values of one dtype.
+    pub fn forward(self, a: &Value, b: &Value) -> Result<Value> {
+        match (a, b) {
+            (Value::F32(a), Value::F32(b)) => Ok(Value::F32(self.forward_arrays(a, b)?)),
+            (Value::F64(a), Value::F64(b)) => Ok(Value::F64(self.forward_arrays(a, b)?)),
+            _ => Err(crate::op::mixed_dtypes(self.name())),
+        }
+    }
+}
+
+/// Both inputs' gradients: the fused rule at the output's shape, summed back to each
+/// input's shape.
+#[allow(clippy::too_many_arguments)]
+pub fn pullback<B: Backend>(
+    b: &mut B,
+    op: Binary,
+    x1: &B::A,
+    x2: &B::A,
+    y: &B::A,
+    dy: &B::A,
+    need1: bool,
+    need2: bool,
+) -> Result<Contributions<B::A>> {
+    let mut out = Contributions::new();
+    for (side, (x, need)) in [(x1, need1), (x2, need2)].into_iter().enumerate() {
+        out.push(if need {
+            let g = b.binary_rule(op, side, [x1, x2], y, dy)?;
+            let s = b.shape(x);
+            Some(Contribution::Dense(b.sum_to(&g, &s)?))
+        } else {
+            None
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcast_forward_and_rules_by_hand() {
+        let a = Array::from_vec(&[2, 1], vec![1.0f64, 2.0]).ok();
+        let b = Array::from_vec(&[3], vec![1.0f64, 2.0, 3.0]).ok();
+        let y = a
+            .zip(b)
+            .and_then(|(a, b)| Binary::Mul.forward_arrays(&a, &b).ok());
+        assert_eq!(
+            y.map(|y| y.as_slice().to_vec()),
+            Some(vec![1.0, 2.0, 3.0, 2.0, 4.0, 6.0])
+        );
+        assert_eq!(Binary::Maximum.rule(0, 1.0, 1.0, 1.0, 1.0), 0.5);
+        assert_eq!(Binary::Div.rule(1, 1.0, 2.0, 0.5, 1.0), -0.25);
+    }
+}

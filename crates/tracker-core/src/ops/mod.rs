@@ -1,0 +1,8 @@
+//! The op families. Each file holds its ops' forward kernels and pullbacks together.
+
+pub mod binary;
+pub mod index;
+pub mod linalg;
+pub mod reduce;
+pub mod shape;
+pub mod unary;

@@ -1,0 +1,260 @@
+//! Reductions over axes: sum, mean, prod, max, min.
+
+use crate::broadcast::BroadcastOffsets;
+use crate::error::{Error, Result};
+use crate::num::Float;
+use crate::op::{Backend, Op};
+use crate::value::{Array, Shape, Value, alloc, size_of};
+
+/// Which reduction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reduce {
+    Sum,
+    Mean,
+    Prod,
+    Max,
+    Min,
+}
+
+impl Reduce {
+    pub const ALL: &'static [Reduce] = &[
+        Reduce::Sum,
+        Reduce::Mean,
+        Reduce::Prod,
+        Reduce::Max,
+        Reduce::Min,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Reduce::Sum => "sum",
+            Reduce::Mean => "mean",
+            Reduce::Prod => "prod",
+            Reduce::Max => "max",
+            Reduce::Min => "min",
+        }
+    }
+}
+
+/// `shape` with the reduced `axes` kept as length 1.
+pub fn kept_shape(shape: &[usize], axes: &[usize]) -> Shape {
+    shape
+        .iter()
+        .enumerate()
+        .map(|(k, &d)| if axes.contains(&k) { 1 } else { d })
+        .collect()
+}
+
+fn reduced_shape(shape: &[usize], axes: &[usize], keepdims: bool) -> Shape {
+    if keepdims {
+        return kept_shape(shape, axes);
+    }
+    shape
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| !axes.contains(k))
+        .map(|(_, &d)| d)
+        .collect()
+}
+
+/// The reduction of `x` over `axes`.
+pub fn forward(kind: Reduce, x: &Value, axes: &[usize], keepdims: bool) -> Result<Value> {
+    Ok(map_value!(x, a => reduce_array(kind, a, axes, keepdims)?))
+}
+
+fn reduce_array<T: Float>(
+    kind: Reduce,
+    x: &Array<T>,
+    axes: &[usize],
+    keepdims: bool,
+) -> Result<Array<T>> {
+    let op = kind.name();
+    let kept = kept_shape(x.shape(), axes);
+    let count = x.len() / size_of(&kept, op)?.max(1);
+    let init = match kind {
+        Reduce::Sum | Reduce::Mean => T::zero(),
+        Reduce::Prod => T::one(),
+        Reduce::Max => T::from_f64(f64::NEG_INFINITY),
+        Reduce::Min => T::from_f64(f64::INFINITY),
+    };
+    if count == 0 && matches!(kind, Reduce::Max | Reduce::Min) {
+        return Err(Error::Shape {
+            op,
+            message: "zero-size array to reduction operation which has no identity".into(),
+        });
+    }
+    let mut out = alloc(size_of(&kept, op)?, init, op)?;
+    let walk = BroadcastOffsets::new(&kept, x.shape());
+    for (&v, k) in x.as_slice().iter().zip(walk) {
+        if let Some(acc) = out.get_mut(k) {
+            *acc = match kind {
+                Reduce::Sum | Reduce::Mean => *acc + v,
+                Reduce::Prod => *acc * v,
+                Reduce::Max => acc.maximum(v),
+                Reduce::Min => acc.minimum(v),
+            };
+        }
+    }
+    if kind == Reduce::Mean {
+        let scale = T::from_f64(1.0 / count as f64);
+        out.iter_mut().for_each(|v| *v = *v * scale);
+    }
+    Array::from_vec(&reduced_shape(x.shape(), axes, keepdims), out)
+}
+
+/// The gradient of a reduction of `x` (with result `y`) given `dy`.
+pub fn pullback<B: Backend>(
+    b: &mut B,
+    kind: Reduce,
+    axes: &[usize],
+    _keepdims: bool,
+    x: &B::A,
+    y: &B::A,
+    dy: &B::A,
+) -> Result<B::A> {
+    let shape = b.shape(x);
+    let kept = kept_shape(&shape, axes);
+    let dy = b.reshape(dy, &kept)?;
+    match kind {
+        Reduce::Sum => b.broadcast_to(&dy, &shape),
+        Reduce::Mean => {
+            let count = size_of(&shape, "mean")? / size_of(&kept, "mean")?.max(1);
+            let g = b.broadcast_to(&dy, &shape)?;
+            let scale = b.scalar_like(x, 1.0 / count as f64)?;
+            b.mul(&g, &scale)
+        }
+        Reduce::Max | Reduce::Min => {
+            let mask = tie_mask(&b.value(x)?, &b.value(y)?, &kept)?;
+            let mask = b.constant(mask)?;
+            let g = b.broadcast_to(&dy, &shape)?;
+            b.mul(&g, &mask)
+        }
+        Reduce::Prod => prod_pullback(b, x, axes, &shape, &dy),
+    }
+}
+
+/// 1/count where `x` equals its group's extremum `y`, else 0: tied extrema share the
+/// gradient equally, as PyTorch.
+fn tie_mask(x: &Value, y: &Value, kept: &[usize]) -> Result<Value> {
+    fn typed<T: Float>(x: &Array<T>, y: &Array<T>, kept: &[usize]) -> Result<Array<T>> {
+        let extrema = y.as_slice();
+        let mut counts = alloc(extrema.len(), T::zero(), "max")?;
+        let hits = |v: T, k: usize| extrema.get(k).is_some_and(|&e| e == v);
+        for (&v, k) in x
+            .as_slice()
+            .iter()
+            .zip(BroadcastOffsets::new(kept, x.shape()))
+        {
+            if let Some(c) = counts.get_mut(k).filter(|_| hits(v, k)) {
+                *c = *c + T::one();
+            }
+        }
+        let mut mask = alloc(x.len(), T::zero(), "max")?;
+        let walk = BroadcastOffsets::new(kept, x.shape());
+        for ((m, &v), k) in mask.iter_mut().zip(x.as_slice()).zip(walk) {
+            if hits(v, k) {
+                *m = T::one() / counts.get(k).copied().unwrap_or(T::one());
+            }
+        }
+        Array::from_vec(x.shape(), mask)
+    }
+    match (x, y) {
+        (Value::F32(x), Value::F32(y)) => Ok(Value::F32(typed(x, y, kept)?)),
+        (Value::F64(x), Value::F64(y)) => Ok(Value::F64(typed(x, y, kept)?)),
+        _ => Err(crate::op::mixed_dtypes("max")),
+    }
+}
+
+/// `prod`'s gradient without division, so it is right at zeros and differentiable again:
+/// each element's gradient is the product of the elements before it times the product of
+/// those after it, both exclusive scans made of shifts and multiplications.
+fn prod_pullback<B: Backend>(
+    b: &mut B,
+    x: &B::A,
+    axes: &[usize],
+    shape: &[usize],
+    dy: &B::A,
+) -> Result<B::A> {
+    // Move the reduced axes last and flatten them into one axis of length n.
+    let rest: Vec<usize> = (0..shape.len()).filter(|k| !axes.contains(k)).collect();
+    let perm: Shape = rest.iter().chain(axes.iter()).copied().collect();
+    let permuted: Shape = perm.iter().filter_map(|&k| shape.get(k).copied()).collect();
+    let mut flat: Shape = rest.iter().filter_map(|&k| shape.get(k).copied()).collect();
+    let n = size_of(&permuted, "prod")? / size_of(&flat, "prod")?.max(1);
+    let axis = flat.len();
+    flat.push(n);
+    let xt = b.transpose(x, &perm)?;
+    let x2 = b.reshape(&xt, &flat)?;
+    let before = exclusive_cumprod(b, &x2, axis, n, 1)?;
+    let after = exclusive_cumprod(b, &x2, axis, n, -1)?;
+    let others = b.mul(&before, &after)?;
+    if let Some(last) = flat.last_mut() {
+        *last = 1;
+    }
+    let dy = b.reshape(dy, &flat)?;
+    let g = b.mul(&others, &dy)?;
+    let g = b.reshape(&g, &permuted)?;
+    b.transpose(&g, &super::shape::inverse_permutation(&perm))
+}
+
+/// The product of the elements strictly before each one along `axis` (`direction` 1), or
+/// strictly after it (`direction` -1): a Hillis–Steele scan of shifted products.
+fn exclusive_cumprod<B: Backend>(
+    b: &mut B,
+    x: &B::A,
+    axis: usize,
+    n: usize,
+    direction: isize,
+) -> Result<B::A> {
+    let shift = |by: usize| Op::Shift {
+        axis,
+        by: direction * by as isize,
+        fill: 1.0,
+    };
+    let mut scan = b.apply(shift(1), &[x])?;
+    let mut step = 1;
+    while step < n {
+        let shifted = b.apply(shift(step), &[&scan])?;
+        scan = b.mul(&scan, &shifted)?;
+        step *= 2;
+    }
+    Ok(scan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op::Eager;
+
+    #[test]
+    fn reductions_by_hand() {
+        let x = Value::from_vec(&[2, 3], vec![1., 2., 3., 4., 5., 6.]).ok();
+        let sum = x
+            .as_ref()
+            .and_then(|x| forward(Reduce::Sum, x, &[1], false).ok());
+        assert_eq!(sum.map(|v| v.to_f64_vec()), Some(vec![6., 15.]));
+        let max = x
+            .as_ref()
+            .and_then(|x| forward(Reduce::Max, x, &[0], true).ok());
+        assert_eq!(max.map(|v| v.shape().to_vec()), Some(vec![1, 3]));
+    }
+
+    #[test]
+    fn prod_gradient_is_right_at_zeros() {
+        let x = Value::from_vec(&[4], vec![2., 0., 3., 4.]).ok();
+        let g = x.and_then(|x| {
+            let y = forward(Reduce::Prod, &x, &[0], false).ok()?;
+            pullback(
+                &mut Eager,
+                Reduce::Prod,
+                &[0],
+                false,
+                &x,
+                &y,
+                &Value::scalar(1.0, y.dtype()),
+            )
+            .ok()
+        });
+        assert_eq!(g.map(|g| g.to_f64_vec()), Some(vec![0., 24., 0., 0.]));
+    }
+}

@@ -1,0 +1,219 @@
+//! Shape ops: transpose, broadcast_to, shift, and `where`.
+
+use crate::broadcast::{BroadcastOffsets, broadcast_shapes};
+use crate::error::{Result, index_error, shape_error};
+use crate::kernel::zip;
+use crate::num::Float;
+use crate::op::{Backend, Contribution, Contributions};
+use crate::value::{Array, Dtype, Shape, Value, alloc, size_of};
+
+/// A boolean condition, as `where` saves it.
+pub struct Mask {
+    pub shape: Shape,
+    pub bits: Vec<bool>,
+}
+
+impl Mask {
+    /// The condition as 0/1 values of `dtype` (`negate` gives 1 where it is false).
+    pub fn to_value(&self, dtype: Dtype, negate: bool) -> Result<Value> {
+        let ones = self
+            .bits
+            .iter()
+            .map(|&b| if b != negate { 1.0 } else { 0.0 });
+        match dtype {
+            Dtype::F32 => Ok(Value::F32(Array::from_vec(
+                &self.shape,
+                ones.map(|v| v as f32).collect(),
+            )?)),
+            Dtype::F64 => Ok(Value::F64(Array::from_vec(&self.shape, ones.collect())?)),
+        }
+    }
+}
+
+/// The inverse of a permutation of axes.
+pub fn inverse_permutation(perm: &[usize]) -> Shape {
+    let mut inverse: Shape = perm.iter().map(|_| 0).collect();
+    for (k, &p) in perm.iter().enumerate() {
+        if let Some(slot) = inverse.get_mut(p) {
+            *slot = k;
+        }
+    }
+    inverse
+}
+
+/// Checks that `perm` is a permutation of `0..ndim`.
+pub fn check_permutation(perm: &[usize], ndim: usize) -> Result<()> {
+    let mut seen = vec![false; ndim];
+    for &p in perm {
+        match seen.get_mut(p) {
+            Some(s) if !*s => *s = true,
+            _ => {
+                return Err(index_error(
+                    "transpose",
+                    format!("axes {perm:?} are not a permutation of {ndim} axes"),
+                ));
+            }
+        }
+    }
+    if perm.len() != ndim {
+        return Err(index_error(
+            "transpose",
+            format!("axes {perm:?} do not match an array of {ndim} dimensions"),
+        ));
+    }
+    Ok(())
+}
+
+/// The axes of `x` permuted (a copy, row-major).
+pub fn transpose(x: &Value, perm: &[usize]) -> Result<Value> {
+    check_permutation(perm, x.shape().len())?;
+    Ok(map_value!(x, a => {
+        let view = a.view()?.permuted_axes(ndarray::IxDyn(perm));
+        let shape: Shape = view.shape().into();
+        let mut out = alloc(0, Default::default(), "transpose")?;
+        out.try_reserve_exact(a.len()).map_err(|_| crate::Error::Memory { op: "transpose", bytes: a.len() * 8 })?;
+        out.extend(view.iter().copied());
+        Array::from_vec(&shape, out)?
+    }))
+}
+
+/// `x` broadcast to `shape` (materialised).
+pub fn broadcast_to(x: &Value, shape: &[usize]) -> Result<Value> {
+    let joint = broadcast_shapes("broadcast_to", x.shape(), shape)?;
+    if joint.as_slice() != shape {
+        return Err(shape_error(
+            "broadcast_to",
+            format!(
+                "cannot broadcast an array of shape {:?} to shape {shape:?}",
+                x.shape()
+            ),
+        ));
+    }
+    Ok(map_value!(x, a => {
+        let src = a.as_slice();
+        let len = size_of(shape, "broadcast_to")?;
+        let mut out = alloc(0, Default::default(), "broadcast_to")?;
+        out.try_reserve_exact(len).map_err(|_| crate::Error::Memory { op: "broadcast_to", bytes: len * 8 })?;
+        out.extend(BroadcastOffsets::new(a.shape(), shape).map(|k| src.get(k).copied().unwrap_or_default()));
+        Array::from_vec(shape, out)?
+    }))
+}
+
+/// `y[.., i, ..] = x[.., i - by, ..]` along `axis`, and `fill` where `i - by` is outside.
+pub fn shift(x: &Value, axis: usize, by: isize, fill: f64) -> Result<Value> {
+    let shape = x.shape();
+    let Some(&n) = shape.get(axis) else {
+        return Err(index_error(
+            "shift",
+            format!(
+                "axis {axis} is out of bounds for {} dimensions",
+                shape.len()
+            ),
+        ));
+    };
+    let inner = size_of(shape.get(axis + 1..).unwrap_or(&[]), "shift")?;
+    fn typed<T: Float>(
+        a: &Array<T>,
+        n: usize,
+        inner: usize,
+        by: isize,
+        fill: T,
+    ) -> Result<Array<T>> {
+        let src = a.as_slice();
+        let mut out = alloc(src.len(), fill, "shift")?;
+        let offset = by * inner as isize;
+        for (k, o) in out.iter_mut().enumerate() {
+            let i = (k / inner.max(1)) % n.max(1);
+            let from = i as isize - by;
+            if from >= 0 && (from as usize) < n {
+                if let Some(&v) = src.get((k as isize - offset) as usize) {
+                    *o = v;
+                }
+            }
+        }
+        Array::from_vec(a.shape(), out)
+    }
+    Ok(map_value!(x, a => typed(a, n, inner, by, Float::from_f64(fill))?))
+}
+
+/// `where(mask, a, b)` with broadcasting.
+pub fn select(mask: &Mask, a: &Value, b: &Value) -> Result<Value> {
+    let shape = broadcast_shapes(
+        "where",
+        &mask.shape,
+        &broadcast_shapes("where", a.shape(), b.shape())?,
+    )?;
+    let m = mask.to_value(a.dtype(), false)?;
+    match (&m, a, b) {
+        (Value::F32(m), Value::F32(a), Value::F32(b)) => {
+            Ok(Value::F32(zip("where", [m, a, b], &shape, |[m, a, b]| {
+                if m != 0.0 { a } else { b }
+            })?))
+        }
+        (Value::F64(m), Value::F64(a), Value::F64(b)) => {
+            Ok(Value::F64(zip("where", [m, a, b], &shape, |[m, a, b]| {
+                if m != 0.0 { a } else { b }
+            })?))
+        }
+        _ => Err(crate::op::mixed_dtypes("where")),
+    }
+}
+
+/// `where`'s gradient: `dy` where the mask holds goes to `a`, the rest to `b`.
+pub fn select_pullback<B: Backend>(
+    b: &mut B,
+    mask: &Mask,
+    x1: &B::A,
+    x2: &B::A,
+    dy: &B::A,
+    need1: bool,
+    need2: bool,
+) -> Result<Contributions<B::A>> {
+    let mut out = Contributions::new();
+    for (negate, (x, need)) in [(false, (x1, need1)), (true, (x2, need2))] {
+        out.push(if need {
+            let m = mask.to_value(b.dtype(dy), negate)?;
+            let m = b.constant(m)?;
+            let g = b.mul(dy, &m)?;
+            let s = b.shape(x);
+            Some(Contribution::Dense(b.sum_to(&g, &s)?))
+        } else {
+            None
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shift_fills_and_moves() {
+        let x = Value::from_vec(&[2, 3], vec![1., 2., 3., 4., 5., 6.]).ok();
+        let y = x.as_ref().and_then(|x| shift(x, 1, 1, 9.0).ok());
+        assert_eq!(
+            y.map(|v| v.to_f64_vec()),
+            Some(vec![9., 1., 2., 9., 4., 5.])
+        );
+        let y = x.as_ref().and_then(|x| shift(x, 0, -1, 0.0).ok());
+        assert_eq!(
+            y.map(|v| v.to_f64_vec()),
+            Some(vec![4., 5., 6., 0., 0., 0.])
+        );
+    }
+
+    #[test]
+    fn transpose_and_broadcast() {
+        let x = Value::from_vec(&[2, 3], vec![1., 2., 3., 4., 5., 6.]).ok();
+        let t = x.as_ref().and_then(|x| transpose(x, &[1, 0]).ok());
+        assert_eq!(
+            t.map(|v| v.to_f64_vec()),
+            Some(vec![1., 4., 2., 5., 3., 6.])
+        );
+        let b = Value::from_vec(&[2], vec![1., 2.])
+            .ok()
+            .and_then(|x| broadcast_to(&x, &[2, 2]).ok());
+        assert_eq!(b.map(|v| v.to_f64_vec()), Some(vec![1., 2., 1., 2.]));
+    }
+}

@@ -1,0 +1,386 @@
+//! Values: dense, row-major `f32` or `f64` buffers with a shape.
+//!
+//! A buffer is owned by Rust or borrowed from an external owner (a NumPy array kept
+//! alive by the boundary), so inputs need not be copied. A 0-d value is stored inline,
+//! which keeps scalar loops (`x[i]`, `sum(x)`) free of heap allocations.
+
+use std::any::Any;
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use ndarray::{ArrayViewD, IxDyn};
+use smallvec::SmallVec;
+
+use crate::error::{Error, Result, shape_error};
+use crate::num::Float;
+
+/// A shape: the length of each axis.
+pub type Shape = SmallVec<[usize; 4]>;
+
+/// The element type of a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Dtype {
+    F32,
+    F64,
+}
+
+impl Dtype {
+    /// NumPy's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "float32",
+            Dtype::F64 => "float64",
+        }
+    }
+
+    /// `np.result_type` of two float dtypes.
+    pub fn promote(self, other: Dtype) -> Dtype {
+        self.max(other)
+    }
+}
+
+/// Storage shared between a value, the tape and NumPy views.
+pub enum Buffer<T> {
+    Owned(Vec<T>),
+    /// Memory owned elsewhere; `owner` keeps it alive and unchanged while this exists.
+    Borrowed {
+        ptr: NonNull<T>,
+        len: usize,
+        _owner: Box<dyn Any + Send + Sync>,
+    },
+}
+
+// SAFETY: a borrowed buffer is only read, and its owner (which is Send + Sync) keeps the
+// memory alive; the element types are plain floats.
+unsafe impl<T: Send + Sync> Send for Buffer<T> {}
+// SAFETY: as above: shared access is read-only.
+unsafe impl<T: Send + Sync> Sync for Buffer<T> {}
+
+impl<T> Buffer<T> {
+    fn as_slice(&self) -> &[T] {
+        match self {
+            Buffer::Owned(v) => v,
+            // SAFETY: the owner guarantees `len` readable, aligned elements at `ptr`
+            // for as long as it lives, and it lives as long as `self`.
+            Buffer::Borrowed { ptr, len, .. } => unsafe {
+                std::slice::from_raw_parts(ptr.as_ptr(), *len)
+            },
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Data<T> {
+    Scalar(T),
+    Shared(Arc<Buffer<T>>),
+}
+
+/// A dense row-major array of `T`.
+#[derive(Clone)]
+pub struct Array<T> {
+    shape: Shape,
+    data: Data<T>,
+}
+
+/// The number of elements of `shape`, or an error when it overflows.
+pub fn size_of(shape: &[usize], op: &'static str) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| Error::Memory {
+            op,
+            bytes: usize::MAX,
+        })
+}
+
+/// A vector of `len` copies of `fill`, failing with `Error::Memory` instead of aborting.
+pub fn alloc<T: Copy>(len: usize, fill: T, op: &'static str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| Error::Memory {
+        op,
+        bytes: len.saturating_mul(std::mem::size_of::<T>()),
+    })?;
+    v.resize(len, fill);
+    Ok(v)
+}
+
+impl<T: Float> Array<T> {
+    /// A 0-d value.
+    pub fn scalar(value: T) -> Self {
+        Array {
+            shape: Shape::new(),
+            data: Data::Scalar(value),
+        }
+    }
+
+    /// An array of `shape` over `values` (row-major).
+    pub fn from_vec(shape: &[usize], values: Vec<T>) -> Result<Self> {
+        let size = size_of(shape, "array")?;
+        if size != values.len() {
+            return Err(shape_error(
+                "array",
+                format!(
+                    "{} values do not fill shape {shape:?} ({size} elements)",
+                    values.len()
+                ),
+            ));
+        }
+        if shape.is_empty() {
+            if let Some(&v) = values.first() {
+                return Ok(Self::scalar(v));
+            }
+        }
+        Ok(Array {
+            shape: shape.into(),
+            data: Data::Shared(Arc::new(Buffer::Owned(values))),
+        })
+    }
+
+    /// An array over memory that `owner` keeps alive and unchanged.
+    ///
+    /// # Safety
+    /// `ptr` must point to `size_of(shape)` aligned, initialised elements that stay
+    /// valid and unmodified for as long as `owner` lives.
+    pub unsafe fn borrowed(
+        shape: &[usize],
+        ptr: NonNull<T>,
+        owner: Box<dyn Any + Send + Sync>,
+    ) -> Result<Self> {
+        let len = size_of(shape, "array")?;
+        if shape.is_empty() {
+            // SAFETY: the caller guarantees one readable element.
+            return Ok(Self::scalar(unsafe { *ptr.as_ptr() }));
+        }
+        Ok(Array {
+            shape: shape.into(),
+            data: Data::Shared(Arc::new(Buffer::Borrowed {
+                ptr,
+                len,
+                _owner: owner,
+            })),
+        })
+    }
+
+    /// An array of `shape` filled with `value`.
+    pub fn full(shape: &[usize], value: T, op: &'static str) -> Result<Self> {
+        if shape.is_empty() {
+            return Ok(Self::scalar(value));
+        }
+        let len = size_of(shape, op)?;
+        Self::from_vec(shape, alloc(len, value, op)?)
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The elements in row-major order.
+    pub fn as_slice(&self) -> &[T] {
+        match &self.data {
+            Data::Scalar(v) => std::slice::from_ref(v),
+            Data::Shared(b) => b.as_slice(),
+        }
+    }
+
+    /// The elements for writing: in place when this value is their only owner,
+    /// otherwise after copying them (copy on write).
+    pub fn make_mut(&mut self) -> Result<&mut [T]> {
+        if let Data::Shared(arc) = &self.data {
+            let unique = matches!(arc.as_ref(), Buffer::Owned(_)) && Arc::strong_count(arc) == 1;
+            if !unique {
+                let mut v = alloc(0, T::zero(), "copy")?;
+                v.try_reserve_exact(arc.as_slice().len())
+                    .map_err(|_| Error::Memory {
+                        op: "copy",
+                        bytes: arc.as_slice().len() * std::mem::size_of::<T>(),
+                    })?;
+                v.extend_from_slice(arc.as_slice());
+                self.data = Data::Shared(Arc::new(Buffer::Owned(v)));
+            }
+        }
+        match &mut self.data {
+            Data::Scalar(v) => Ok(std::slice::from_mut(v)),
+            Data::Shared(arc) => match Arc::get_mut(arc) {
+                Some(Buffer::Owned(v)) => Ok(v.as_mut_slice()),
+                _ => Err(Error::Usage {
+                    message: "internal: copy on write failed".into(),
+                }),
+            },
+        }
+    }
+
+    /// The same elements under another shape of the same size (no copy).
+    pub fn reshaped(&self, shape: &[usize]) -> Result<Self> {
+        let size = size_of(shape, "reshape")?;
+        if size != self.len() {
+            return Err(shape_error(
+                "reshape",
+                format!(
+                    "cannot reshape an array of shape {:?} into shape {shape:?}",
+                    self.shape
+                ),
+            ));
+        }
+        match (&self.data, shape.is_empty()) {
+            (Data::Shared(_), false) => Ok(Array {
+                shape: shape.into(),
+                data: self.data.clone(),
+            }),
+            _ => Self::from_vec(shape, self.as_slice().to_vec()),
+        }
+    }
+
+    /// An ndarray view of the elements.
+    pub fn view(&self) -> Result<ArrayViewD<'_, T>> {
+        ArrayViewD::from_shape(IxDyn(&self.shape), self.as_slice())
+            .map_err(|e| shape_error("view", e.to_string()))
+    }
+
+    /// A new array of the same shape with `f` applied to each element.
+    pub fn map(&self, f: impl Fn(T) -> T) -> Result<Self> {
+        let mut out = alloc(0, T::zero(), "map")?;
+        out.try_reserve_exact(self.len())
+            .map_err(|_| Error::Memory {
+                op: "map",
+                bytes: self.len() * std::mem::size_of::<T>(),
+            })?;
+        out.extend(self.as_slice().iter().map(|&v| f(v)));
+        Self::from_vec(&self.shape, out)
+    }
+
+    /// The elements converted to another float type.
+    pub fn cast<U: Float>(&self) -> Result<Array<U>> {
+        let mut out = alloc(0, U::zero(), "astype")?;
+        out.try_reserve_exact(self.len())
+            .map_err(|_| Error::Memory {
+                op: "astype",
+                bytes: self.len() * std::mem::size_of::<U>(),
+            })?;
+        out.extend(self.as_slice().iter().map(|&v| U::from_f64(v.to_f64())));
+        Array::from_vec(&self.shape, out)
+    }
+
+    /// Whether two arrays share one buffer (for tests of zero-copy paths).
+    pub fn shares_buffer(&self, other: &Self) -> bool {
+        match (&self.data, &other.data) {
+            (Data::Shared(a), Data::Shared(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// A value of either float dtype: what the tape stores and the ops compute on.
+#[derive(Clone)]
+pub enum Value {
+    F32(Array<f32>),
+    F64(Array<f64>),
+}
+
+/// Runs `$body` with `$a` bound to the typed array inside a `Value`, wrapping a typed
+/// result back into a `Value` of the same dtype.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! map_value {
+    ($v:expr, $a:ident => $body:expr) => {
+        match $v {
+            $crate::Value::F32($a) => $crate::Value::F32($body),
+            $crate::Value::F64($a) => $crate::Value::F64($body),
+        }
+    };
+}
+
+/// Runs `$body` with `$a` bound to the typed array inside a `Value`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! with_value {
+    ($v:expr, $a:ident => $body:expr) => {
+        match $v {
+            $crate::Value::F32($a) => $body,
+            $crate::Value::F64($a) => $body,
+        }
+    };
+}
+
+impl Value {
+    /// A 0-d value of `dtype`.
+    pub fn scalar(value: f64, dtype: Dtype) -> Value {
+        match dtype {
+            Dtype::F32 => Value::F32(Array::scalar(value as f32)),
+            Dtype::F64 => Value::F64(Array::scalar(value)),
+        }
+    }
+
+    /// A float64 array from a vector.
+    pub fn from_vec(shape: &[usize], values: Vec<f64>) -> Result<Value> {
+        Ok(Value::F64(Array::from_vec(shape, values)?))
+    }
+
+    /// An array of `shape` and `dtype` filled with `value`.
+    pub fn full(shape: &[usize], value: f64, dtype: Dtype, op: &'static str) -> Result<Value> {
+        Ok(match dtype {
+            Dtype::F32 => Value::F32(Array::full(shape, value as f32, op)?),
+            Dtype::F64 => Value::F64(Array::full(shape, value, op)?),
+        })
+    }
+
+    pub fn dtype(&self) -> Dtype {
+        match self {
+            Value::F32(_) => Dtype::F32,
+            Value::F64(_) => Dtype::F64,
+        }
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        with_value!(self, a => a.shape())
+    }
+
+    pub fn len(&self) -> usize {
+        with_value!(self, a => a.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value converted to `dtype` (shared, not copied, when it already has it).
+    pub fn cast(&self, dtype: Dtype) -> Result<Value> {
+        Ok(match (self, dtype) {
+            (Value::F32(a), Dtype::F64) => Value::F64(a.cast()?),
+            (Value::F64(a), Dtype::F32) => Value::F32(a.cast()?),
+            _ => self.clone(),
+        })
+    }
+
+    /// The same elements under another shape.
+    pub fn reshaped(&self, shape: &[usize]) -> Result<Value> {
+        Ok(map_value!(self, a => a.reshaped(shape)?))
+    }
+
+    /// The elements as f64, in row-major order (for tests and display).
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        with_value!(self, a => a.as_slice().iter().map(|v| v.to_f64()).collect())
+    }
+
+    /// The only element of a one-element value.
+    pub fn item(&self) -> Option<f64> {
+        with_value!(self, a => match a.as_slice() {
+            [v] => Some(v.to_f64()),
+            _ => None,
+        })
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        with_value!(self, a => write!(f, "{}{:?}{:?}", self.dtype().name(), a.shape(), a.as_slice()))
+    }
+}
