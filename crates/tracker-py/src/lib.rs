@@ -1,1 +1,223 @@
-//! placeholder
+//! `tracker._core`: the PyO3 boundary of tracker-core. Conversion, error mapping and
+//! handles only; no rule lives here.
+
+mod convert;
+mod errors;
+mod ops;
+mod scope;
+mod tracked;
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use tracker_core::{Arg, Op, Output, Tracked, Value};
+
+use crate::convert::{array_value, output_to_py, to_numpy};
+use crate::errors::IntoPyResult;
+use crate::tracked::{PyTrackedArray, PyTrackedReal, tracked_of};
+
+fn tracked_arg(x: &Bound<'_, PyAny>, function: &str) -> PyResult<Tracked> {
+    tracked_of(x).ok_or_else(|| {
+        PyTypeError::new_err(format!(
+            "{function}: expected a tracked value (made with tr.param), got {}",
+            x.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })
+}
+
+/// A new parameter: a tracked copy of `x` (ints become float64, float32 stays). Of a
+/// tracked value, an identity node connected to it.
+#[pyfunction]
+fn param(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    if let Some(t) = tracked_of(x) {
+        let shape = t.shape();
+        return output_to_py(
+            py,
+            tracker_core::apply(Op::Reshape(shape), &[Arg::Tracked(t)]).py()?,
+        );
+    }
+    let value = array_value(x, None)?;
+    // Copy once: a parameter owns its value.
+    let owned = value.reshaped(value.shape()).py()?;
+    let owned = match owned {
+        Value::F32(a) => {
+            Value::F32(tracker_core::Array::from_vec(a.shape(), a.as_slice().to_vec()).py()?)
+        }
+        Value::F64(a) => {
+            Value::F64(tracker_core::Array::from_vec(a.shape(), a.as_slice().to_vec()).py()?)
+        }
+    };
+    output_to_py(py, Output::Tracked(Tracked::param(owned)))
+}
+
+pub(crate) fn backward(
+    py: Python<'_>,
+    y: &Tracked,
+    dy: Option<&Bound<'_, PyAny>>,
+    once: bool,
+) -> PyResult<()> {
+    let seed = dy.map(|d| array_value(d, Some(y.dtype()))).transpose()?;
+    let _ = py;
+    tracker_core::backward(y, seed, once).py()
+}
+
+/// Back-propagates from `y` (a scalar, or with a seed `dy` of its shape), accumulating
+/// into the parameters it reaches. With `once`, the nodes it passes are consumed.
+#[pyfunction]
+#[pyo3(signature = (y, dy=None, once=true))]
+fn back(
+    py: Python<'_>,
+    y: &Bound<'_, PyAny>,
+    dy: Option<&Bound<'_, PyAny>>,
+    once: bool,
+) -> PyResult<()> {
+    backward(py, &tracked_arg(y, "back")?, dy, once)
+}
+
+pub(crate) fn grad_of(py: Python<'_>, t: &Tracked) -> PyResult<Py<PyAny>> {
+    let g = t.grad().py()?;
+    if g.shape().is_empty() {
+        Ok(convert::to_numpy_scalar(py, &g)?.unbind())
+    } else {
+        Ok(to_numpy(py, g)?.unbind())
+    }
+}
+
+/// The parameter's accumulated gradient: a read-only view that never changes.
+#[pyfunction]
+fn grad(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    grad_of(py, &tracked_arg(x, "grad")?)
+}
+
+/// The value without tracking (a read-only view); anything else is returned unchanged.
+#[pyfunction]
+fn data(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    match tracked_of(x) {
+        Some(t) => tracked::plain(py, &t),
+        None => Ok(x.clone().unbind()),
+    }
+}
+
+#[pyfunction]
+fn istracked(x: &Bound<'_, PyAny>) -> bool {
+    tracked_of(x).is_some()
+}
+
+/// Whether `x` is a parameter (a leaf of the graph).
+#[pyfunction]
+fn isleaf(x: &Bound<'_, PyAny>) -> bool {
+    tracked_of(x).is_some_and(|t| t.as_param().is_some())
+}
+
+/// Zeroes a parameter's gradient.
+#[pyfunction]
+fn zero_grad(x: &Bound<'_, PyAny>) -> PyResult<()> {
+    if let Some(p) = tracked_arg(x, "zero_grad")?.as_param() {
+        p.zero_grad();
+    }
+    Ok(())
+}
+
+/// Adds `delta` to a parameter and zeroes its gradient; returns the parameter.
+#[pyfunction]
+fn update<'py>(x: &Bound<'py, PyAny>, delta: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let t = tracked_arg(x, "update")?;
+    let p = t.as_param().ok_or_else(|| {
+        PyTypeError::new_err(format!(
+            "update: x was computed by `{}`; only parameters can be updated",
+            t.op_name()
+        ))
+    })?;
+    let delta = match tracked_of(delta) {
+        Some(d) => d.value(),
+        None => array_value(delta, Some(t.dtype()))?,
+    };
+    p.update(&delta).py()?;
+    Ok(x.clone())
+}
+
+/// Turns recording on or off for this thread; returns the previous setting.
+#[pyfunction]
+fn set_grad_enabled(enabled: bool) -> bool {
+    tracker_core::set_grad_enabled(enabled)
+}
+
+/// Registers the NumPy functions with a rule (`tracker._numpy`).
+#[pyfunction]
+fn set_functions(py: Python<'_>, table: Bound<'_, PyDict>) -> PyResult<()> {
+    tracked::FUNCTIONS
+        .set(py, table.unbind())
+        .map_err(|_| PyTypeError::new_err("the function table is already set"))
+}
+
+/// `np.where(condition, a, b)`.
+#[pyfunction]
+#[pyo3(name = "where")]
+fn where_(
+    py: Python<'_>,
+    condition: &Bound<'_, PyAny>,
+    a: &Bound<'_, PyAny>,
+    b: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    ops::select(py, condition, a, b)
+}
+
+pub(crate) fn dot(
+    py: Python<'_>,
+    a: &Bound<'_, PyAny>,
+    b: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    let scalar = |x: &Bound<'_, PyAny>| -> PyResult<bool> {
+        Ok(x.getattr("ndim")
+            .and_then(|n| n.extract::<usize>())
+            .unwrap_or(0)
+            == 0)
+    };
+    let out = if scalar(a)? || scalar(b)? {
+        ops::binary(py, tracker_core::ops::binary::Binary::Mul, a, b)?
+    } else {
+        ops::matmul(py, a, b)?
+    };
+    if out.is(&py.NotImplemented()) {
+        return Err(PyTypeError::new_err("dot: unsupported operand types"));
+    }
+    Ok(out)
+}
+
+/// `np.dot(a, b)` (and `np.matmul` for 1-D and 2-D operands).
+#[pyfunction]
+#[pyo3(name = "dot")]
+fn dot_py(py: Python<'_>, a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    dot(py, a, b)
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<PyTrackedArray>()?;
+    m.add_class::<PyTrackedReal>()?;
+    m.add_class::<scope::PyScope>()?;
+    m.add("TrackerError", py.get_type::<errors::TrackerError>())?;
+    m.add("ConsumedError", py.get_type::<errors::ConsumedError>())?;
+    m.add("NestingError", py.get_type::<errors::NestingError>())?;
+    m.add("ThreadError", py.get_type::<errors::ThreadError>())?;
+    m.add("LossError", py.get_type::<errors::LossError>())?;
+    m.add_function(wrap_pyfunction!(param, m)?)?;
+    m.add_function(wrap_pyfunction!(back, m)?)?;
+    m.add_function(wrap_pyfunction!(grad, m)?)?;
+    m.add_function(wrap_pyfunction!(data, m)?)?;
+    m.add_function(wrap_pyfunction!(istracked, m)?)?;
+    m.add_function(wrap_pyfunction!(isleaf, m)?)?;
+    m.add_function(wrap_pyfunction!(zero_grad, m)?)?;
+    m.add_function(wrap_pyfunction!(update, m)?)?;
+    m.add_function(wrap_pyfunction!(set_grad_enabled, m)?)?;
+    m.add_function(wrap_pyfunction!(set_functions, m)?)?;
+    m.add_function(wrap_pyfunction!(where_, m)?)?;
+    m.add_function(wrap_pyfunction!(dot_py, m)?)?;
+    m.add_function(wrap_pyfunction!(scope::enter_scope, m)?)?;
+    Ok(())
+}

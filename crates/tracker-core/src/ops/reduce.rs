@@ -36,6 +36,37 @@ impl Reduce {
     }
 }
 
+/// Axes as NumPy accepts them (`None` for all, negative from the end), sorted and
+/// checked against `ndim`.
+pub fn normalize_axes(
+    op: &'static str,
+    axes: Option<&[isize]>,
+    ndim: usize,
+) -> Result<crate::op::Axes> {
+    let Some(axes) = axes else {
+        return Ok((0..ndim).collect());
+    };
+    let mut out = crate::op::Axes::new();
+    for &a in axes {
+        let k = if a < 0 { a + ndim as isize } else { a };
+        if k < 0 || k as usize >= ndim {
+            return Err(crate::error::index_error(
+                op,
+                format!("axis {a} is out of bounds for array of dimension {ndim}"),
+            ));
+        }
+        if out.contains(&(k as usize)) {
+            return Err(Error::Shape {
+                op,
+                message: format!("duplicate value in 'axis': {a}"),
+            });
+        }
+        out.push(k as usize);
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
 /// `shape` with the reduced `axes` kept as length 1.
 pub fn kept_shape(shape: &[usize], axes: &[usize]) -> Shape {
     shape

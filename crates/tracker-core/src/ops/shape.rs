@@ -30,6 +30,39 @@ impl Mask {
     }
 }
 
+/// A requested shape (one entry may be -1, inferred) for an array of `size` elements.
+pub fn resolve_shape(requested: &[isize], size: usize) -> Result<Shape> {
+    let known: usize = requested
+        .iter()
+        .filter(|&&d| d >= 0)
+        .map(|&d| d as usize)
+        .product();
+    let unknown = requested.iter().filter(|&&d| d < 0).count();
+    let bad = || {
+        shape_error(
+            "reshape",
+            format!("cannot reshape array of size {size} into shape {requested:?}"),
+        )
+    };
+    if unknown > 1 || requested.iter().any(|&d| d < -1) {
+        return Err(bad());
+    }
+    let shape: Shape = requested
+        .iter()
+        .map(|&d| {
+            if d < 0 {
+                if known == 0 { 0 } else { size / known }
+            } else {
+                d as usize
+            }
+        })
+        .collect();
+    if size_of(&shape, "reshape")? != size {
+        return Err(bad());
+    }
+    Ok(shape)
+}
+
 /// The inverse of a permutation of axes.
 pub fn inverse_permutation(perm: &[usize]) -> Shape {
     let mut inverse: Shape = perm.iter().map(|_| 0).collect();

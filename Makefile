@@ -1,0 +1,54 @@
+# One command for each habit: build, test, lint, format, bench.
+#
+# Works as root without a virtualenv: the package is installed with pip in
+# editable mode, and pip builds in the tree, so target/ stays as the cache and
+# a rebuild after a Rust change is incremental.
+
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+PY_PATHS := python tests bench examples
+BENCH_ARGS ?=
+
+export PIP_DISABLE_PIP_VERSION_CHECK ?= 1
+export PIP_ROOT_USER_ACTION ?= ignore
+
+.PHONY: help build dev test lint format bench clean
+
+help:
+	@echo "make build   compile the extension (release) and install tracker, editable"
+	@echo "make test    install the test dependencies, build, run every test"
+	@echo "make lint    cargo fmt --check, clippy -D warnings, ruff, ruff format --check, stubtest"
+	@echo "make format  cargo fmt, ruff's import sorting, ruff format"
+	@echo "make bench   the benchmarks of bench/WORKLOADS (BENCH_ARGS='--threads 1' etc.)"
+
+build:
+	$(PIP) install -e .
+
+# build + the test and lint tools (the `test` extra)
+dev:
+	$(PIP) install -e '.[test]'
+
+test: dev
+	cargo test -p tracker-core
+	$(PYTHON) -m pytest
+	$(PYTHON) examples/readme.py
+	$(PYTHON) bench/bench.py --smoke
+
+lint: dev
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(PYTHON) -m ruff check $(PY_PATHS)
+	$(PYTHON) -m ruff format --check $(PY_PATHS)
+	$(PYTHON) -m mypy.stubtest tracker._core
+
+format:
+	cargo fmt --all
+	$(PYTHON) -m ruff check --select I --fix $(PY_PATHS)
+	$(PYTHON) -m ruff format $(PY_PATHS)
+
+bench: build
+	$(PYTHON) bench/bench.py --json bench/results.json $(BENCH_ARGS)
+
+clean:
+	cargo clean
+	rm -f python/tracker/*.so

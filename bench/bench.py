@@ -1,0 +1,795 @@
+"""Benchmarks of the workloads in WORKLOADS.md: tracker against NumPy and the peers.
+
+    python bench/bench.py                       # every workload, every framework installed
+    python bench/bench.py --smoke               # each workload once, gradients checked, no timing
+    python bench/bench.py --threads 1 --json bench/results.json
+    python bench/bench.py --workloads W2 --frameworks numpy,tracker,torch
+
+Each (framework, workload) pair runs in a fresh subprocess of this script
+(`--worker FRAMEWORK WORKLOAD`), which prints one JSON result line. Before a
+framework is timed, its gradient is checked against a gradient derived by hand
+in NumPy, and that one against a complex-step derivative of the NumPy forward
+pass. Times are per gradient call (forward + backward, gradients returned),
+reported as the median and the minimum over several batches, and as ratios to
+the NumPy forward pass of the same workload in the same run (the cost floor).
+
+A workload is one function decorated with `@workload`; a framework is one
+function decorated with `@framework`. The loss of a workload is written once,
+against a namespace `m` (numpy, torch, jax.numpy, autograd.numpy or mygrad).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+RESULT_PREFIX = "BENCH-RESULT "
+WORKER_TIMEOUT_S = 1800
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "RAYON_NUM_THREADS",
+    "TRACKER_NUM_THREADS",
+)
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One benchmark: inputs, the loss written once for every framework, its gradient by hand.
+
+    `loss(m, params, consts)` computes the scalar loss with the array namespace `m`
+    (see `Ops`); `params` are differentiated, `consts` are not. `grad(params, consts)`
+    is the gradient with respect to each of `params`, derived by hand in NumPy.
+    """
+
+    id: str
+    title: str
+    params: tuple[np.ndarray, ...]
+    consts: tuple[np.ndarray, ...]
+    loss: Callable[[Ops, Sequence[Any], Sequence[Any]], Any]
+    grad: Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], tuple[np.ndarray, ...]]
+    n_ops: int | None = None  # recorded operations, for a per-op time
+    analytic: bool = True  # holomorphic in params: the complex-step check applies
+    memory: bool = False  # also measure the tape's transient memory
+    rtol: float = 1e-9  # gradient check tolerance, relative to the largest entry
+
+
+WORKLOADS: dict[str, Callable[[], Workload]] = {}
+
+
+def workload(make: Callable[[], Workload]) -> Callable[[], Workload]:
+    """Register a workload; its function's name, upper-cased, is its id (`w1` -> `W1`)."""
+    WORKLOADS[make.__name__.upper()] = make
+    return make
+
+
+def _exclusive_products(z: np.ndarray) -> np.ndarray:
+    """`out[j] = prod(z[k] for k != j)` without division, so zeros are fine."""
+    before = np.concatenate(([1.0], np.cumprod(z[:-1])))
+    after = np.concatenate((np.cumprod(z[:0:-1])[::-1], [1.0]))
+    return before * after
+
+
+@workload
+def w1() -> Workload:
+    def loss(m, params, consts):
+        (x,) = params
+        return m.sum(x**2) + m.prod(x[1:])
+
+    def grad(params, consts):
+        (x,) = params
+        g = 2.0 * x
+        g[1:] += _exclusive_products(x[1:])
+        return (g,)
+
+    return Workload(
+        id="W1",
+        title="sum(x**2) + prod(x[1:]) at x = [1., 2., 3.]",
+        params=(np.array([1.0, 2.0, 3.0]),),
+        consts=(),
+        loss=loss,
+        grad=grad,
+    )
+
+
+W2_STEPS = 500
+
+
+@workload
+def w2() -> Workload:
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(4)
+    # a near 1 and b small keep the map y -> tanh(a*y + b) from crushing the
+    # gradient into subnormal numbers (which would time the FPU's slow path).
+    a = rng.uniform(0.9, 1.1, 4)
+    b = rng.uniform(-0.1, 0.1, 4)
+
+    def loss(m, params, consts):
+        (y,) = params
+        a, b = consts
+        for _ in range(W2_STEPS):
+            y = m.tanh(y * a + b)
+        return m.sum(y)
+
+    def grad(params, consts):
+        (x,) = params
+        a, b = consts
+        ys = [x]
+        for _ in range(W2_STEPS):
+            ys.append(np.tanh(ys[-1] * a + b))
+        dy = np.ones_like(x)
+        for y in reversed(ys[1:]):
+            dy = dy * (1.0 - y * y) * a
+        return (dy,)
+
+    return Workload(
+        id="W2",
+        title=f"y = x (4,); {W2_STEPS} times y = tanh(y * a + b); sum(y)",
+        params=(x,),
+        consts=(a, b),
+        loss=loss,
+        grad=grad,
+        n_ops=3 * W2_STEPS + 1,
+    )
+
+
+# --------------------------------------------------------------------------- frameworks
+
+
+class Ops:
+    """The array namespace a loss is written against: a module, plus `stop_gradient`."""
+
+    def __init__(self, module: Any, stop_gradient: Callable[[Any], Any]) -> None:
+        self._module = module
+        self.stop_gradient = stop_gradient
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+
+NUMPY_OPS = Ops(np, lambda x: x)
+
+
+class Missing(Exception):
+    """The framework is not installed."""
+
+
+@dataclass
+class Runner:
+    """A framework's way to run one workload.
+
+    `run()` is what is timed. For a gradient framework it returns the gradients (a
+    tuple, one per parameter, as NumPy arrays); `value()`, if given, returns the loss
+    through the same framework, for the check.
+    """
+
+    version: str
+    kind: str  # "forward" (no AD), "reference" (NumPy by hand) or "gradient"
+    run: Callable[[], Any]
+    value: Callable[[], float] | None = None
+
+
+FRAMEWORKS: dict[str, Callable[[Workload], Runner]] = {}
+
+
+def framework(name: str) -> Callable[[Callable[[Workload], Runner]], Callable[[Workload], Runner]]:
+    """Register a framework under `name` (the order of registration is the table's order)."""
+
+    def register(make: Callable[[Workload], Runner]) -> Callable[[Workload], Runner]:
+        FRAMEWORKS[name] = make
+        return make
+
+    return register
+
+
+def _import(name: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        raise Missing(f"{name}: {error}") from error
+
+
+def _version(module: Any, distribution: str) -> str:
+    from importlib import metadata
+
+    version = getattr(module, "__version__", None)
+    if version is None:
+        try:
+            version = metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            version = "?"
+    return str(version)
+
+
+@framework("numpy")
+def numpy_forward(wl: Workload) -> Runner:
+    """The forward pass alone, no AD: the floor every ratio is relative to."""
+    return Runner(
+        version=np.__version__,
+        kind="forward",
+        run=lambda: wl.loss(NUMPY_OPS, wl.params, wl.consts),
+        value=lambda: float(wl.loss(NUMPY_OPS, wl.params, wl.consts)),
+    )
+
+
+@framework("numpy-grad")
+def numpy_by_hand(wl: Workload) -> Runner:
+    """The gradient derived by hand: what a tape competes with."""
+    return Runner(
+        version=np.__version__,
+        kind="reference",
+        run=lambda: wl.grad(wl.params, wl.consts),
+    )
+
+
+@framework("tracker")
+def tracker(wl: Workload) -> Runner:
+    tr = _import("tracker")
+    ops = Ops(np, tr.data)
+    consts = wl.consts
+
+    def f(*params):
+        return wl.loss(ops, params, consts)
+
+    def run():
+        return tr.gradient(f, *wl.params)
+
+    def value():
+        val, _grads = tr.withgradient(f, *wl.params)
+        return float(val)
+
+    return Runner(version=_version(tr, "tracker"), kind="gradient", run=run, value=value)
+
+
+@framework("torch")
+def torch_eager(wl: Workload) -> Runner:
+    torch = _import("torch")
+    ops = Ops(torch, lambda t: t.detach())
+    consts = tuple(torch.from_numpy(c) for c in wl.consts)
+
+    def call(want_value: bool):
+        leaves = [torch.from_numpy(p).requires_grad_() for p in wl.params]
+        loss = wl.loss(ops, leaves, consts)
+        if want_value:
+            return loss.item()
+        grads = torch.autograd.grad(loss, leaves)
+        return tuple(g.numpy() for g in grads)
+
+    return Runner(
+        version=_version(torch, "torch"),
+        kind="gradient",
+        run=lambda: call(False),
+        value=lambda: call(True),
+    )
+
+
+@framework("jax")
+def jax_eager(wl: Workload) -> Runner:
+    """`jax.grad` without `jit`: each op dispatched eagerly."""
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    jax = _import("jax")
+    jax.config.update("jax_enable_x64", True)
+    jnp = _import("jax.numpy")
+    ops = Ops(jnp, jax.lax.stop_gradient)
+    consts = tuple(jnp.asarray(c) for c in wl.consts)
+
+    def f(*params):
+        return wl.loss(ops, params, consts)
+
+    grad = jax.grad(f, argnums=tuple(range(len(wl.params))))
+    return Runner(
+        version=_version(jax, "jax"),
+        kind="gradient",
+        run=lambda: tuple(np.asarray(g) for g in grad(*wl.params)),
+        value=lambda: float(f(*wl.params)),
+    )
+
+
+@framework("autograd")
+def hips_autograd(wl: Workload) -> Runner:
+    autograd = _import("autograd")
+    anp = _import("autograd.numpy")
+    tracer = _import("autograd.tracer")
+    ops = Ops(anp, tracer.getval)
+
+    def f(params):
+        return wl.loss(ops, params, wl.consts)
+
+    grad = autograd.grad(f)  # with respect to the tuple of parameters
+    return Runner(
+        version=_version(autograd, "autograd"),
+        kind="gradient",
+        run=lambda: tuple(grad(wl.params)),
+        value=lambda: float(f(wl.params)),
+    )
+
+
+@framework("mygrad")
+def mygrad_eager(wl: Workload) -> Runner:
+    mg = _import("mygrad")
+    ops = Ops(mg, lambda t: t.data if isinstance(t, mg.Tensor) else t)
+
+    def call(want_value: bool):
+        leaves = [mg.tensor(p) for p in wl.params]
+        loss = wl.loss(ops, leaves, wl.consts)
+        if want_value:
+            return loss.item()
+        loss.backward()
+        return tuple(t.grad for t in leaves)
+
+    return Runner(
+        version=_version(mg, "mygrad"),
+        kind="gradient",
+        run=lambda: call(False),
+        value=lambda: call(True),
+    )
+
+
+# --------------------------------------------------------------------------- checks
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def _compare(name: str, got: Any, want: np.ndarray, rtol: float) -> float:
+    """Check `got` against `want` entrywise; return the largest error relative to `want`."""
+    got = np.asarray(got)
+    if got.shape != want.shape:
+        raise CheckFailed(f"{name}: shape {got.shape}, expected {want.shape}")
+    scale = float(np.max(np.abs(want))) if want.size else 1.0
+    scale = scale or 1.0
+    error = float(np.max(np.abs(got - want))) / scale if want.size else 0.0
+    if not error <= rtol:  # also catches NaN
+        raise CheckFailed(
+            f"{name}: largest error {error:.3g} relative to max|expected| = {scale:.3g} "
+            f"(tolerance {rtol:g})\n  got      {got!r}\n  expected {want!r}"
+        )
+    return error
+
+
+def check_reference(wl: Workload) -> str:
+    """Check the hand-derived gradient against the NumPy forward pass.
+
+    Analytic workloads use a complex-step directional derivative, exact to rounding
+    even where the gradient is tiny; others use central differences, loosely.
+    """
+    grads = wl.grad(wl.params, wl.consts)
+    if len(grads) != len(wl.params):
+        raise CheckFailed(f"hand gradient: {len(grads)} arrays for {len(wl.params)} parameters")
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for i, (p, g) in enumerate(zip(wl.params, grads)):
+        _compare(f"hand gradient {i} (shape)", g, np.zeros_like(p), math.inf)
+        direction = rng.standard_normal(p.shape)
+        exact = float(np.sum(g * direction))
+        if wl.analytic:
+            h = 1e-30
+            shifted = [q.astype(complex) for q in wl.params]
+            shifted[i] = p + 1j * h * direction
+            estimate = float(np.imag(wl.loss(NUMPY_OPS, shifted, wl.consts))) / h
+            tol = 1e-10 * abs(exact) + 1e-300
+        else:
+            h = 1e-6
+            plus, minus = list(wl.params), list(wl.params)
+            plus[i], minus[i] = p + h * direction, p - h * direction
+            f_plus = float(wl.loss(NUMPY_OPS, plus, wl.consts))
+            f_minus = float(wl.loss(NUMPY_OPS, minus, wl.consts))
+            estimate = (f_plus - f_minus) / (2 * h)
+            tol = 1e-5 * abs(exact) + 1e-7 * (abs(f_plus) + 1.0)
+        if not abs(estimate - exact) <= tol:
+            raise CheckFailed(
+                f"hand gradient {i}: directional derivative {exact!r}, "
+                f"{'complex step' if wl.analytic else 'finite differences'} gives {estimate!r}"
+            )
+        worst = max(worst, abs(estimate - exact) / (abs(exact) or 1.0))
+    method = "complex step" if wl.analytic else "finite differences"
+    return f"hand gradient = {method} (rel. err. {worst:.1e})"
+
+
+def check(wl: Workload, runner: Runner) -> str:
+    """Check what `runner` computes before it is timed; return a one-line summary."""
+    expected_value = float(wl.loss(NUMPY_OPS, wl.params, wl.consts))
+    if runner.kind == "reference":
+        return check_reference(wl)
+    notes = []
+    if runner.value is not None:
+        value = runner.value()
+        tolerance = 1e-12 * max(1.0, abs(expected_value))
+        if not abs(value - expected_value) <= tolerance:
+            raise CheckFailed(f"loss {value!r}, expected {expected_value!r}")
+        notes.append("loss")
+    if runner.kind == "gradient":
+        grads = runner.run()
+        expected = wl.grad(wl.params, wl.consts)
+        if not isinstance(grads, (tuple, list)) or len(grads) != len(expected):
+            raise CheckFailed(
+                f"gradient: expected a tuple of {len(expected)} arrays, got {type(grads).__name__}"
+            )
+        worst = 0.0
+        for i, (got, want) in enumerate(zip(grads, expected)):
+            worst = max(worst, _compare(f"gradient {i}", got, want, wl.rtol))
+        notes.append(f"gradient (rel. err. {worst:.1e})")
+    return " and ".join(notes) + " match NumPy"
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"{field} not in /proc/self/status")
+
+
+def measure_memory(run: Callable[[], Any], calls: int = 2) -> float | None:
+    """Peak resident memory during `calls` calls minus the memory just before (MB)."""
+    try:
+        gc.collect()
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")  # resets the peak (VmHWM) to the current RSS
+        before = _status_kb("VmRSS")
+        for _ in range(calls):
+            run()
+        return (_status_kb("VmHWM") - before) / 1024
+    except OSError:
+        return None
+
+
+def time_batches(
+    run: Callable[[], Any], batches: int, batch_time: float, warmup_time: float
+) -> tuple[list[float], int]:
+    """Per-call seconds of each batch, and the calls per batch."""
+    start = time.perf_counter()
+    calls = 0
+    while calls < 3 or time.perf_counter() - start < warmup_time:
+        run()
+        calls += 1
+    per_call = (time.perf_counter() - start) / calls
+    number = max(1, int(batch_time / per_call))
+    times = []
+    for _ in range(batches):
+        gc.collect()
+        t0 = time.perf_counter()
+        for _ in range(number):
+            run()
+        times.append((time.perf_counter() - t0) / number)
+    return times, number
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def worker(args: argparse.Namespace) -> int:
+    result: dict[str, Any] = {"framework": args.framework, "workload": args.workload}
+    status = 0
+    try:
+        wl = WORKLOADS[args.workload]()
+        try:
+            runner = FRAMEWORKS[args.framework](wl)
+        except Missing as missing:
+            result.update(status="missing", error=str(missing))
+        else:
+            result.update(version=runner.version, kind=runner.kind)
+            if wl.memory and not args.smoke:
+                result["memory_mb"] = measure_memory(runner.run)
+            result["check"] = check(wl, runner)
+            if args.smoke:
+                result["status"] = "ok"
+            else:
+                times, number = time_batches(
+                    runner.run, args.batches, args.batch_time, args.warmup_time
+                )
+                result.update(
+                    status="ok",
+                    median_s=statistics.median(times),
+                    min_s=min(times),
+                    calls_per_batch=number,
+                    batch_times_s=times,
+                    n_ops=wl.n_ops,
+                )
+    except CheckFailed as failed:
+        result.update(status="error", error=f"check failed: {failed}")
+        status = 1
+    except Exception:
+        result.update(status="error", error=traceback.format_exc())
+        status = 1
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    return status
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def run_worker(framework_name: str, workload_id: str, args: argparse.Namespace) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        framework_name,
+        workload_id,
+        f"--batches={args.batches}",
+        f"--batch-time={args.batch_time}",
+        f"--warmup-time={args.warmup_time}",
+    ]
+    if args.smoke:
+        command.append("--smoke")
+    env = dict(os.environ)
+    if args.threads is not None:
+        for name in THREAD_VARIABLES:
+            env[name] = str(args.threads)
+        if args.threads == 1:
+            env["XLA_FLAGS"] = (
+                env.get("XLA_FLAGS", "")
+                + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+            ).strip()
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    try:
+        done = subprocess.run(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=WORKER_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        return {
+            "framework": framework_name,
+            "workload": workload_id,
+            "status": "error",
+            "error": f"worker timed out after {WORKER_TIMEOUT_S} s",
+        }
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX) :])
+    tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
+    return {
+        "framework": framework_name,
+        "workload": workload_id,
+        "status": "error",
+        "error": f"worker exited with {done.returncode} and no result:\n{tail}",
+    }
+
+
+def format_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
+        if seconds >= scale or unit == "ns":
+            return f"{_significant(seconds / scale)} {unit}"
+    raise AssertionError("unreachable")
+
+
+def _significant(value: float, digits: int = 3) -> str:
+    """`value` with `digits` significant digits, trailing zeros kept (2.00, 19.5, 192)."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    return f"{value:.{decimals}f}"
+
+
+def format_ratio(value: float | None) -> str:
+    if value is None:
+        return "-"
+    digits = 2 if value < 10 else 1 if value < 100 else 0
+    return f"{value:.{digits}f}x"
+
+
+def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip(),
+        "  ".join("-" * w for w in widths),
+    ]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def add_ratios(results: list[dict[str, Any]]) -> None:
+    """Ratio of each timing to the NumPy forward pass of the same workload."""
+    floors = {
+        r["workload"]: r
+        for r in results
+        if r["framework"] == "numpy" and r["status"] == "ok" and "median_s" in r
+    }
+    for r in results:
+        floor = floors.get(r["workload"])
+        if r["status"] == "ok" and "median_s" in r:
+            if floor is not None:
+                r["ratio_median"] = r["median_s"] / floor["median_s"]
+                r["ratio_min"] = r["min_s"] / floor["min_s"]
+            if r.get("n_ops"):
+                r["us_per_op_median"] = r["median_s"] / r["n_ops"] * 1e6
+                r["us_per_op_min"] = r["min_s"] / r["n_ops"] * 1e6
+
+
+def report(results: list[dict[str, Any]], workload_ids: list[str], titles: dict[str, str]) -> str:
+    out = []
+    for wid in workload_ids:
+        rows = []
+        has_ops = any(r.get("n_ops") for r in results if r["workload"] == wid)
+        has_memory = any("memory_mb" in r for r in results if r["workload"] == wid)
+        for r in results:
+            if r["workload"] != wid or r["status"] != "ok":
+                continue
+            row = [
+                r["framework"],
+                r.get("version", ""),
+                format_time(r["median_s"]),
+                format_time(r["min_s"]),
+                format_ratio(r.get("ratio_median")),
+                format_ratio(r.get("ratio_min")),
+            ]
+            if has_ops:
+                row.append(_significant(r["us_per_op_median"]) if "us_per_op_median" in r else "-")
+            if has_memory:
+                mb = r.get("memory_mb")
+                row.append("-" if mb is None else f"{mb:.1f}")
+            rows.append(row)
+        header = ["framework", "version", "median", "min", "ratio (median)", "ratio (min)"]
+        if has_ops:
+            header.append("µs/op (median)")
+        if has_memory:
+            header.append("tape MB")
+        out.append(f"{wid}: {titles[wid]}")
+        out.append(render_table(header, rows) if rows else "(no timings)")
+        out.append("")
+    # Summary: the WORKLOADS.md table, ratio of medians to the NumPy forward pass.
+    frameworks = list(dict.fromkeys(r["framework"] for r in results))
+    rows = []
+    for name in frameworks:
+        row = [name]
+        for wid in workload_ids:
+            r = next((r for r in results if r["framework"] == name and r["workload"] == wid), None)
+            if r is None or r["status"] != "ok" or "median_s" not in r:
+                status = "-" if r is None else r["status"]
+                row.append({"missing": "not installed", "ok": "-"}.get(status, status))
+                continue
+            cell = format_ratio(r.get("ratio_median"))
+            if "us_per_op_median" in r:
+                cell += f" ({_significant(r['us_per_op_median'])} µs/op)"
+            row.append(cell)
+        rows.append(row)
+    out.append("Gradient time / NumPy forward time (medians):")
+    out.append(render_table(["framework", *workload_ids], rows))
+    return "\n".join(out)
+
+
+def machine_info(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "threads": "default" if args.threads is None else args.threads,
+        "batches": args.batches,
+        "batch_time_s": args.batch_time,
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+    }
+
+
+def driver(args: argparse.Namespace) -> int:
+    workload_ids = _select(args.workloads, WORKLOADS, "workload")
+    framework_names = _select(args.frameworks, FRAMEWORKS, "framework")
+    info = machine_info(args)
+    mode = "smoke (correctness only)" if args.smoke else "timing"
+    print(
+        f"bench: {mode}; Python {info['python']}, NumPy {info['numpy']}, "
+        f"{info['cpus']} CPUs, threads: {info['threads']}",
+        flush=True,
+    )
+    results: list[dict[str, Any]] = []
+    titles = {wid: WORKLOADS[wid]().title for wid in workload_ids}
+    failed = False
+    for wid in workload_ids:
+        for name in framework_names:
+            r = run_worker(name, wid, args)
+            results.append(r)
+            if r["status"] == "missing":
+                if name == "tracker":
+                    print(f"{wid} tracker: not importable ({r['error']})", flush=True)
+                    if args.smoke and not args.allow_missing:
+                        failed = True
+                else:
+                    print(f"{wid} {name}: skipped, not installed", flush=True)
+            elif r["status"] == "error":
+                failed = True
+                print(f"{wid} {name}: ERROR\n{_indent(r['error'])}", flush=True)
+            else:
+                timing = "" if args.smoke else f"; median {format_time(r['median_s'])}"
+                print(f"{wid} {name} {r['version']}: {r['check']}{timing}", flush=True)
+    if not args.smoke:
+        add_ratios(results)
+        print()
+        print(report(results, workload_ids, titles))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump({"machine": info, "results": results}, out, indent=2)
+            out.write("\n")
+        print(f"\nwrote {args.json}")
+    counts = {s: sum(r["status"] == s for r in results) for s in ("ok", "missing", "error")}
+    print(
+        f"\nbench: {counts['ok']} ok, {counts['error']} failed, {counts['missing']} not installed"
+    )
+    if failed:
+        print("bench: FAILED", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _select(spec: str | None, registry: dict[str, Any], what: str) -> list[str]:
+    if spec is None:
+        return list(registry)
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    for name in names:
+        if name not in registry:
+            raise SystemExit(f"unknown {what} {name!r}; known: {', '.join(registry)}")
+    return names
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.rstrip().splitlines())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--worker",
+        nargs=2,
+        metavar=("FRAMEWORK", "WORKLOAD"),
+        help="internal: run one framework on one workload and print its result as JSON",
+    )
+    parser.add_argument("--smoke", action="store_true", help="run each workload once, no timing")
+    parser.add_argument("--workloads", help=f"comma-separated, of: {', '.join(WORKLOADS)}")
+    parser.add_argument("--frameworks", help=f"comma-separated, of: {', '.join(FRAMEWORKS)}")
+    parser.add_argument(
+        "--threads", type=int, help="thread count for every library (default: theirs)"
+    )
+    parser.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
+    parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="an unimportable tracker is not an error in --smoke mode",
+    )
+    parser.add_argument("--batches", type=int, default=7, help="timed batches (default 7)")
+    parser.add_argument(
+        "--batch-time", type=float, default=0.2, help="seconds per batch (default 0.2)"
+    )
+    parser.add_argument(
+        "--warmup-time", type=float, default=0.2, help="seconds of warm-up (default 0.2)"
+    )
+    args = parser.parse_args(argv)
+    if args.worker:
+        args.framework, args.workload = args.worker
+        return worker(args)
+    return driver(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

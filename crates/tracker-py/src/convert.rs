@@ -1,0 +1,179 @@
+//! NumPy ↔ core values. Arguments are borrowed without a copy when they are native
+//! (C-contiguous, aligned, native byte order); results leave as read-only views of the
+//! buffers the tape holds.
+
+use std::ptr::NonNull;
+
+use numpy::{
+    Element, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
+};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyFloat, PyInt, PyList, PyTuple};
+use tracker_core::num::Float;
+use tracker_core::{Arg, Array, Dtype, Output, Value};
+
+use crate::errors::IntoPyResult;
+use crate::tracked::{PyTrackedArray, PyTrackedReal, tracked_of};
+
+static NUMPY: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+/// The `numpy` module, imported once.
+pub fn numpy(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    NUMPY
+        .get_or_try_init(py, || Ok::<_, PyErr>(py.import("numpy")?.unbind()))
+        .map(|m| m.bind(py))
+}
+
+/// Keeps a value's buffer alive for the NumPy views made of it.
+#[pyclass(frozen, module = "tracker._core")]
+pub struct BufferOwner {
+    value: Value,
+}
+
+fn typed_view<'py, T: Element + Float>(
+    owner: &Bound<'py, BufferOwner>,
+    array: &Array<T>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let view = array.view().py()?;
+    // SAFETY: the view points into the buffer `owner` keeps alive (an Arc'd buffer or the
+    // inline scalar inside the frozen, heap-allocated owner); nothing writes to it, and
+    // the NumPy array is made read-only before anyone sees it.
+    let out = unsafe { PyArrayDyn::<T>::borrow_from_array(&view, owner.clone().into_any()) };
+    let readonly = out.readwrite().make_nonwriteable();
+    Ok(readonly.as_any().clone())
+}
+
+/// A read-only NumPy view of `value` (no copy).
+pub fn to_numpy<'py>(py: Python<'py>, value: Value) -> PyResult<Bound<'py, PyAny>> {
+    let owner = Bound::new(py, BufferOwner { value })?;
+    let stored = &owner.get().value;
+    match stored {
+        Value::F32(a) => typed_view(&owner, a),
+        Value::F64(a) => typed_view(&owner, a),
+    }
+}
+
+/// A NumPy scalar of `value`'s dtype, for 0-d values.
+pub fn to_numpy_scalar<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    let v = value.item().unwrap_or(f64::NAN);
+    numpy(py)?.getattr(value.dtype().name())?.call1((v,))
+}
+
+/// A result for Python: a tracked handle, or a plain NumPy value.
+pub fn output_to_py(py: Python<'_>, out: Output) -> PyResult<Py<PyAny>> {
+    match out {
+        Output::Tracked(t) if t.shape().is_empty() => {
+            Ok(Py::new(py, PyTrackedReal { inner: t })?.into_any())
+        }
+        Output::Tracked(t) => Ok(Py::new(py, PyTrackedArray { inner: t })?.into_any()),
+        Output::Value(v) if v.shape().is_empty() => Ok(to_numpy_scalar(py, &v)?.unbind()),
+        Output::Value(v) => Ok(to_numpy(py, v)?.unbind()),
+    }
+}
+
+fn dtype_error(kind: &str) -> PyErr {
+    PyTypeError::new_err(format!(
+        "{kind} values are not supported: tracker differentiates float32 and float64 arrays \
+         (convert with .astype(np.float64))"
+    ))
+}
+
+/// The float dtype an array of NumPy dtype `kind`/`itemsize` takes part in an op as,
+/// next to a tracked value of dtype `like` (NumPy's promotion: small ints keep float32).
+fn float_dtype(kind: char, itemsize: usize, like: Option<Dtype>) -> PyResult<Dtype> {
+    match (kind, itemsize) {
+        ('f', 8) => Ok(Dtype::F64),
+        ('f', 4) => Ok(Dtype::F32),
+        ('f', 2) => Err(dtype_error("float16")),
+        ('f', _) => Err(dtype_error("long double")),
+        ('b', _) => Ok(like.unwrap_or(Dtype::F64)),
+        ('i' | 'u', 1 | 2) => Ok(like.unwrap_or(Dtype::F64)),
+        ('i' | 'u', _) => Ok(Dtype::F64),
+        ('c', _) => Err(dtype_error("complex")),
+        _ => Err(PyTypeError::new_err(format!(
+            "arrays of dtype kind '{kind}' are not supported: tracker differentiates float32 and \
+             float64 arrays"
+        ))),
+    }
+}
+
+fn borrow_typed<T: Element + Float>(array: Bound<'_, PyAny>) -> PyResult<Array<T>> {
+    let array = array.cast_into::<PyArrayDyn<T>>()?;
+    let shape = array.shape().to_vec();
+    let Some(ptr) = NonNull::new(array.data()) else {
+        return Array::from_vec(&shape, Vec::new()).py();
+    };
+    // SAFETY: the array is C-contiguous, aligned and native (checked by the caller), and
+    // the owner (a reference to the array) keeps the memory alive.
+    unsafe { Array::borrowed(&shape, ptr, Box::new(array.unbind())) }.py()
+}
+
+/// A NumPy array (or anything `np.asarray` takes) as a value, borrowed when native.
+pub fn array_value(obj: &Bound<'_, PyAny>, like: Option<Dtype>) -> PyResult<Value> {
+    let py = obj.py();
+    let np = numpy(py)?;
+    let mut array = match obj.cast::<PyUntypedArray>() {
+        Ok(a) => a.clone(),
+        Err(_) => np
+            .call_method1("asarray", (obj,))?
+            .cast_into::<PyUntypedArray>()?,
+    };
+    let descr = array.dtype();
+    let dtype = float_dtype(descr.kind() as char, descr.itemsize(), like)?;
+    let native = array.is_c_contiguous()
+        && array.is_aligned()
+        && descr.is_native_byteorder().unwrap_or(true)
+        && descr.kind() == b'f'
+        && array.get_type().is(&np.getattr("ndarray")?)
+        && descr.itemsize() == if dtype == Dtype::F64 { 8 } else { 4 };
+    if !native {
+        let copied = np.call_method1("array", (array, dtype.name()))?;
+        array = copied.cast_into::<PyUntypedArray>()?;
+    }
+    Ok(match dtype {
+        Dtype::F32 => Value::F32(borrow_typed(array.into_any())?),
+        Dtype::F64 => Value::F64(borrow_typed(array.into_any())?),
+    })
+}
+
+/// An operand of an op: tracked, a Python number (weakly typed, as NEP 50: it takes
+/// `like`'s dtype), or an array. `None` when the type is not one tracker takes.
+pub fn arg_from_py(obj: &Bound<'_, PyAny>, like: Option<Dtype>) -> PyResult<Option<Arg>> {
+    if let Some(t) = tracked_of(obj) {
+        return Ok(Some(Arg::Tracked(t)));
+    }
+    if obj.is_exact_instance_of::<PyFloat>()
+        || obj.is_exact_instance_of::<PyInt>()
+        || obj.is_exact_instance_of::<PyBool>()
+    {
+        let v: f64 = obj.extract()?;
+        return Ok(Some(Arg::Value(Value::scalar(
+            v,
+            like.unwrap_or(Dtype::F64),
+        ))));
+    }
+    let np = numpy(obj.py())?;
+    let arrayish = obj.is_instance_of::<PyUntypedArray>()
+        || obj.is_instance(&np.getattr("generic")?)?
+        || obj.is_instance_of::<PyList>()
+        || obj.is_instance_of::<PyTuple>();
+    if arrayish {
+        return Ok(Some(Arg::Value(array_value(obj, like)?)));
+    }
+    Ok(None)
+}
+
+/// Like [`arg_from_py`], but unsupported types raise.
+pub fn arg_or_raise(obj: &Bound<'_, PyAny>, like: Option<Dtype>, op: &str) -> PyResult<Arg> {
+    arg_from_py(obj, like)?.ok_or_else(|| {
+        PyTypeError::new_err(format!(
+            "{op}: unsupported operand of type {}",
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })
+}

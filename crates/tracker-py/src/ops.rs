@@ -1,0 +1,388 @@
+//! The per-operation path: operators, `__array_ufunc__`, indexing and reductions, all
+//! in Rust. No rule lives here: each call converts its operands and applies a core op.
+
+use numpy::{
+    PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
+};
+use pyo3::IntoPyObjectExt;
+use pyo3::exceptions::{PyIndexError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyEllipsis, PyNone, PySlice, PyTuple};
+use tracker_core::ops::binary::Binary;
+use tracker_core::ops::index::{IndexItem, plan};
+use tracker_core::ops::reduce::{Reduce, normalize_axes};
+use tracker_core::ops::shape::{Mask, resolve_shape};
+use tracker_core::ops::unary::Unary;
+use tracker_core::{Arg, Dtype, Op, Shape, Tracked, apply};
+
+use crate::convert::{arg_from_py, arg_or_raise, numpy, output_to_py};
+use crate::errors::IntoPyResult;
+use crate::tracked::tracked_of;
+
+/// The dtype weak Python scalars take next to `obj` (a tracked value's).
+fn like(obj: &Bound<'_, PyAny>) -> Option<Dtype> {
+    tracked_of(obj).map(|t| t.dtype())
+}
+
+/// `a <op> b`; `NotImplemented` for operand types tracker does not take.
+pub fn binary(
+    py: Python<'_>,
+    op: Binary,
+    a: &Bound<'_, PyAny>,
+    b: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    let dtype = like(a).or_else(|| like(b));
+    let (Some(x), Some(y)) = (arg_from_py(a, dtype)?, arg_from_py(b, dtype)?) else {
+        return Ok(py.NotImplemented());
+    };
+    output_to_py(py, apply(Op::Binary(op), &[x, y]).py()?)
+}
+
+pub fn unary(py: Python<'_>, op: Unary, x: &Tracked) -> PyResult<Py<PyAny>> {
+    output_to_py(py, apply(Op::Unary(op), &[Arg::Tracked(x.clone())]).py()?)
+}
+
+pub fn matmul(py: Python<'_>, a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let dtype = like(a).or_else(|| like(b));
+    let (Some(x), Some(y)) = (arg_from_py(a, dtype)?, arg_from_py(b, dtype)?) else {
+        return Ok(py.NotImplemented());
+    };
+    output_to_py(py, apply(Op::Matmul, &[x, y]).py()?)
+}
+
+/// Axes as Python passes them: `None`, an int, or a tuple of ints.
+fn axes_arg(axis: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<isize>>> {
+    match axis {
+        None => Ok(None),
+        Some(a) if a.is_none() => Ok(None),
+        Some(a) => match a.extract::<isize>() {
+            Ok(k) => Ok(Some(vec![k])),
+            Err(_) => Ok(Some(a.extract::<Vec<isize>>()?)),
+        },
+    }
+}
+
+pub fn reduce(
+    py: Python<'_>,
+    x: &Tracked,
+    kind: Reduce,
+    axis: Option<&Bound<'_, PyAny>>,
+    keepdims: bool,
+) -> PyResult<Py<PyAny>> {
+    let axes = axes_arg(axis)?;
+    let axes = normalize_axes(kind.name(), axes.as_deref(), x.shape().len()).py()?;
+    let op = Op::Reduce {
+        kind,
+        axes,
+        keepdims,
+    };
+    output_to_py(py, apply(op, &[Arg::Tracked(x.clone())]).py()?)
+}
+
+/// A shape given as `f(2, 3)` or `f((2, 3))`.
+fn shape_args(args: &Bound<'_, PyTuple>) -> PyResult<Vec<isize>> {
+    match args.len() {
+        1 => {
+            let first = args.get_item(0)?;
+            match first.extract::<isize>() {
+                Ok(d) => Ok(vec![d]),
+                Err(_) => first.extract(),
+            }
+        }
+        _ => args.extract(),
+    }
+}
+
+pub fn reshape(py: Python<'_>, x: &Tracked, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+    let requested = shape_args(args)?;
+    let size = x.value().len();
+    let shape = resolve_shape(&requested, size).py()?;
+    output_to_py(
+        py,
+        apply(Op::Reshape(shape), &[Arg::Tracked(x.clone())]).py()?,
+    )
+}
+
+pub fn transpose(py: Python<'_>, x: &Tracked, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+    let ndim = x.shape().len();
+    let perm: Shape = if args.is_empty() || (args.len() == 1 && args.get_item(0)?.is_none()) {
+        (0..ndim).rev().collect()
+    } else {
+        shape_args(args)?
+            .iter()
+            .map(|&a| {
+                if a < 0 {
+                    (a + ndim as isize) as usize
+                } else {
+                    a as usize
+                }
+            })
+            .collect()
+    };
+    output_to_py(
+        py,
+        apply(Op::Transpose(perm), &[Arg::Tracked(x.clone())]).py()?,
+    )
+}
+
+/// `where(condition, a, b)`; the condition is a constant (it has no gradient).
+pub fn select(
+    py: Python<'_>,
+    condition: &Bound<'_, PyAny>,
+    a: &Bound<'_, PyAny>,
+    b: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    let np = numpy(py)?;
+    let condition = match tracked_of(condition) {
+        Some(t) => crate::convert::to_numpy(py, t.value())?,
+        None => condition.clone(),
+    };
+    let bools = np.call_method1("asarray", (condition, "bool"))?;
+    let shape: Vec<usize> = bools.getattr("shape")?.extract()?;
+    let bits: Vec<bool> = bools
+        .call_method0("ravel")?
+        .call_method0("tolist")?
+        .extract()?;
+    let mask = Mask {
+        shape: shape.into(),
+        bits,
+    };
+    let dtype = like(a).or_else(|| like(b));
+    let x = arg_or_raise(a, dtype, "where")?;
+    let y = arg_or_raise(b, dtype, "where")?;
+    output_to_py(py, apply(Op::Where(mask.into()), &[x, y]).py()?)
+}
+
+fn int_array(obj: &Bound<'_, PyAny>) -> PyResult<(Shape, Vec<isize>)> {
+    let np = numpy(obj.py())?;
+    let arr = np
+        .call_method1("asarray", (obj, np.getattr("intp")?))?
+        .cast_into::<PyArrayDyn<isize>>()?;
+    let shape: Shape = arr.shape().into();
+    let values = arr.readonly().as_array().iter().copied().collect();
+    Ok((shape, values))
+}
+
+/// A Python index expression as core index items.
+fn index_items(key: &Bound<'_, PyAny>) -> PyResult<Vec<IndexItem>> {
+    let py = key.py();
+    let parts: Vec<Bound<'_, PyAny>> = match key.cast::<PyTuple>() {
+        Ok(t) if key.is_exact_instance_of::<PyTuple>() => t.iter().collect(),
+        _ => vec![key.clone()],
+    };
+    let np = numpy(py)?;
+    let mut items = Vec::with_capacity(parts.len());
+    for part in parts {
+        if part.is_instance_of::<PyNone>() {
+            items.push(IndexItem::NewAxis);
+        } else if part.is_instance_of::<PyEllipsis>() {
+            items.push(IndexItem::Ellipsis);
+        } else if let Ok(s) = part.cast::<PySlice>() {
+            let field = |name: &str| -> PyResult<Option<isize>> { s.getattr(name)?.extract() };
+            items.push(IndexItem::Slice {
+                start: field("start")?,
+                stop: field("stop")?,
+                step: field("step")?,
+            });
+        } else if tracked_of(&part).is_some() {
+            return Err(PyTypeError::new_err(
+                "an index cannot be a tracked value: pass tr.data(index) for its plain value",
+            ));
+        } else if part.is_instance_of::<pyo3::types::PyBool>() {
+            return Err(PyIndexError::new_err(
+                "a boolean scalar is not a supported index",
+            ));
+        } else if part.is_instance_of::<pyo3::types::PyInt>()
+            || part.is_instance(&np.getattr("integer")?)?
+        {
+            items.push(IndexItem::Int(part.extract()?));
+        } else {
+            let arr = np.call_method1("asarray", (&part,))?;
+            let kind = arr.cast::<PyUntypedArray>()?.dtype().kind();
+            match kind {
+                b'b' => {
+                    for axis in np
+                        .call_method1("nonzero", (&arr,))?
+                        .cast_into::<PyTuple>()?
+                        .iter()
+                    {
+                        let (shape, values) = int_array(&axis)?;
+                        items.push(IndexItem::Array { shape, values });
+                    }
+                }
+                b'i' | b'u' => {
+                    let (shape, values) = int_array(&arr)?;
+                    items.push(IndexItem::Array { shape, values });
+                }
+                _ => {
+                    return Err(PyIndexError::new_err(
+                        "only integers, slices (`:`), ellipsis (`...`), numpy.newaxis (`None`) and \
+                         integer or boolean arrays are valid indices",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(items)
+}
+
+pub fn getitem(py: Python<'_>, x: &Tracked, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let items = index_items(key)?;
+    let gather = plan(&x.shape(), &items).py()?;
+    output_to_py(
+        py,
+        apply(Op::Gather(gather.into()), &[Arg::Tracked(x.clone())]).py()?,
+    )
+}
+
+/// The error for an operation that would silently drop tracking.
+pub fn refuse(what: &str, remedy: &str) -> PyErr {
+    PyTypeError::new_err(format!("{what} would drop tracking; {remedy}"))
+}
+
+fn ufunc_unary(name: &str) -> Option<Unary> {
+    Some(match name {
+        "negative" => Unary::Neg,
+        "exp" => Unary::Exp,
+        "log" => Unary::Log,
+        "sin" => Unary::Sin,
+        "cos" => Unary::Cos,
+        "tanh" => Unary::Tanh,
+        "sqrt" => Unary::Sqrt,
+        "absolute" | "fabs" => Unary::Abs,
+        _ => return None,
+    })
+}
+
+fn ufunc_binary(name: &str) -> Option<Binary> {
+    Some(match name {
+        "add" => Binary::Add,
+        "subtract" => Binary::Sub,
+        "multiply" => Binary::Mul,
+        "divide" | "true_divide" => Binary::Div,
+        "power" | "float_power" => Binary::Pow,
+        "maximum" => Binary::Maximum,
+        "minimum" => Binary::Minimum,
+        _ => return None,
+    })
+}
+
+const COMPARISONS: &[&str] = &[
+    "less",
+    "less_equal",
+    "greater",
+    "greater_equal",
+    "equal",
+    "not_equal",
+    "isnan",
+    "isfinite",
+    "isinf",
+    "signbit",
+    "logical_not",
+    "logical_and",
+    "logical_or",
+    "logical_xor",
+];
+
+/// `__array_ufunc__`: NumPy's ufuncs on tracked operands.
+pub fn array_ufunc(
+    py: Python<'_>,
+    ufunc: &Bound<'_, PyAny>,
+    method: &str,
+    inputs: &Bound<'_, PyTuple>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Py<PyAny>> {
+    let name: String = ufunc.getattr("__name__")?.extract()?;
+    if let Some(kwargs) = kwargs {
+        if kwargs.contains("out")? {
+            return Err(refuse(
+                &format!("np.{name}(..., out=...) into an array"),
+                "use the returned value instead of out=",
+            ));
+        }
+        if let Some((key, _)) = kwargs.iter().next() {
+            return Err(PyTypeError::new_err(format!(
+                "np.{name}: the keyword argument {key} is not supported on tracked arrays"
+            )));
+        }
+    }
+    let arg = |k: usize| inputs.get_item(k);
+    match method {
+        "__call__" => {}
+        "reduce" => {
+            let kind = match name.as_str() {
+                "add" => Reduce::Sum,
+                "multiply" => Reduce::Prod,
+                "maximum" => Reduce::Max,
+                "minimum" => Reduce::Min,
+                _ => {
+                    return Err(PyTypeError::new_err(format!(
+                        "np.{name}.reduce is not supported on tracked arrays"
+                    )));
+                }
+            };
+            let x = tracked_of(&arg(0)?)
+                .ok_or_else(|| PyTypeError::new_err("reduce of a non-tracked array"))?;
+            let zero = 0isize.into_bound_py_any(py)?;
+            let axis = if inputs.len() > 1 { arg(1)? } else { zero };
+            return reduce(py, &x, kind, Some(&axis), false);
+        }
+        _ => {
+            return Err(PyTypeError::new_err(format!(
+                "np.{name}.{method} is not supported on tracked arrays (only calls and \
+                 add/multiply/maximum/minimum.reduce are)"
+            )));
+        }
+    }
+    if COMPARISONS.contains(&name.as_str()) {
+        // Boolean results carry no gradient: compute them on the plain values.
+        let plain: Vec<Py<PyAny>> = inputs
+            .iter()
+            .map(|x| match tracked_of(&x) {
+                Some(t) => Ok(crate::convert::to_numpy(py, t.value())?.unbind()),
+                None => Ok(x.unbind()),
+            })
+            .collect::<PyResult<_>>()?;
+        return Ok(ufunc.call1(PyTuple::new(py, plain)?)?.unbind());
+    }
+    match (inputs.len(), ufunc_unary(&name), ufunc_binary(&name)) {
+        (1, Some(op), _) => {
+            let x = tracked_of(&arg(0)?)
+                .ok_or_else(|| PyTypeError::new_err("expected a tracked operand"))?;
+            unary(py, op, &x)
+        }
+        (1, _, _) if name == "positive" => Ok(arg(0)?.unbind()),
+        (1, _, _) if name == "square" => binary(py, Binary::Mul, &arg(0)?, &arg(0)?),
+        (2, _, Some(op)) => {
+            let out = binary(py, op, &arg(0)?, &arg(1)?)?;
+            if out.is(&py.NotImplemented()) {
+                return Err(PyTypeError::new_err(format!(
+                    "np.{name}: unsupported operand types"
+                )));
+            }
+            Ok(out)
+        }
+        (2, _, _) if name == "matmul" => matmul(py, &arg(0)?, &arg(1)?),
+        _ => Err(PyTypeError::new_err(format!(
+            "tracker has no gradient rule for np.{name}; use tr.data(x) to compute it on the plain \
+             value (as a constant), or define a custom rule"
+        ))),
+    }
+}
+
+/// The error for a NumPy function with no rule.
+pub fn no_rule(func: &Bound<'_, PyAny>) -> PyErr {
+    let module: String = func
+        .getattr("__module__")
+        .and_then(|m| m.extract())
+        .unwrap_or_else(|_| "numpy".into());
+    let name: String = func
+        .getattr("__name__")
+        .and_then(|m| m.extract())
+        .unwrap_or_else(|_| "?".into());
+    PyTypeError::new_err(format!(
+        "tracker has no gradient rule for {module}.{name}; use tr.data(x) to compute it on the \
+         plain value (as a constant), np.stack to build an array from tracked values, or define \
+         a custom rule"
+    ))
+}

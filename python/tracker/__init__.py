@@ -1,0 +1,90 @@
+"""tracker: Tracker.jl for Python, a tape-based reverse-mode automatic differentiation engine.
+
+>>> import numpy as np, tracker as tr
+>>> x = tr.param([1, 2, 3])
+>>> y = np.sum(x**2) + np.prod(x[1:])
+>>> tr.back(y)
+>>> tr.grad(x)
+array([2., 7., 8.])
+"""
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from tracker import _numpy, tree
+from tracker._core import (
+    ConsumedError,
+    LossError,
+    NestingError,
+    ThreadError,
+    TrackedArray,
+    TrackedReal,
+    TrackerError,
+    __version__,
+    back,
+    data,
+    grad,
+    isleaf,
+    istracked,
+    param,
+    update,
+)
+from tracker.api import WithGradient, gradient, hessian, jacobian, withgradient
+
+__all__ = [
+    "ConsumedError",
+    "LossError",
+    "NestingError",
+    "ThreadError",
+    "TrackedArray",
+    "TrackedReal",
+    "TrackerError",
+    "WithGradient",
+    "__version__",
+    "back",
+    "data",
+    "grad",
+    "gradient",
+    "hessian",
+    "isleaf",
+    "istracked",
+    "jacobian",
+    "no_grad",
+    "param",
+    "tree",
+    "update",
+    "withgradient",
+    "zero_grad",
+]
+
+del _numpy  # imported for its side effect: NumPy functions dispatch on tracked arrays
+
+
+def zero_grad(x: Any) -> None:
+    """Zeroes the gradient of every parameter in `x` (a parameter or any structure of them)."""
+    from tracker import _core
+
+    leaves, _ = tree.flatten(x)
+    for leaf in leaves:
+        if _core.isleaf(leaf):
+            _core.zero_grad(leaf)
+
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """A context in which nothing is recorded: operations return plain NumPy values.
+
+    >>> import numpy as np, tracker as tr
+    >>> with tr.no_grad():
+    ...     y = tr.param([1.0, 2.0]) * 2
+    >>> type(y).__name__
+    'ndarray'
+    """
+    from tracker import _core
+
+    previous = _core.set_grad_enabled(False)
+    try:
+        yield
+    finally:
+        _core.set_grad_enabled(previous)

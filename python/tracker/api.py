@@ -1,0 +1,109 @@
+"""Differentiation of whole functions: `gradient`, `withgradient`, `jacobian`, `hessian`."""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from tracker import _core, tree
+
+
+class WithGradient(NamedTuple):
+    """The value of a function and its gradients, from one pass."""
+
+    val: Any
+    grad: tuple[Any, ...]
+
+
+def _trace(scope: _core.Scope, args: tuple[Any, ...]) -> tuple[Any, list[Any], list[int], Any]:
+    """The arguments with each differentiable leaf replaced by a tracked input.
+
+    The same array object appearing twice is one input (tied weights): each
+    occurrence gets the total gradient.
+    """
+    leaves, treedef = tree.flatten(args)
+    unique, positions = tree.dedup(leaves, is_tracked=_core.istracked)
+    inputs = [
+        scope.input(leaf) if tree.is_differentiable(leaf, _core.istracked) else None
+        for leaf in unique
+    ]
+    traced = [
+        leaf if inputs[p] is None else inputs[p] for leaf, p in zip(leaves, positions, strict=True)
+    ]
+    return treedef, inputs, positions, tree.unflatten(treedef, traced)
+
+
+def _run(f: Callable[..., Any], args: tuple[Any, ...], nest: bool) -> tuple[Any, tuple[Any, ...]]:
+    """`f(*args)` and the gradient of its loss, as (value, gradients per argument)."""
+    scope = _core.enter_scope(nest)
+    try:
+        treedef, inputs, positions, traced = _trace(scope, args)
+        value = f(*traced)
+        loss = value[0] if isinstance(value, tuple) else value
+        wanted = [t for t in inputs if t is not None]
+        grads = scope.gradient(loss, wanted)
+    except BaseException:
+        scope.exit([])
+        raise
+    grads = iter(scope.exit(grads))
+    per_input = [None if t is None else next(grads) for t in inputs]
+    flat = [per_input[p] for p in positions]
+    return value, tree.unflatten_gradient(treedef, flat)
+
+
+def gradient(f: Callable[..., Any], *args: Any, nest: bool = False) -> tuple[Any, ...]:
+    """The gradients of scalar `f` with respect to each argument, in each argument's structure.
+
+    Float arrays and float scalars are differentiated; ints, strings, `None`
+    and the like get `None`. With `nest=True` the gradients are themselves
+    tracked, so they can be differentiated again.
+
+    >>> import numpy as np, tracker as tr
+    >>> tr.gradient(lambda x: np.sum(x**2), np.array([1.0, 2.0]))
+    (array([2., 4.]),)
+    """
+    return _run(f, args, nest)[1]
+
+
+def withgradient(f: Callable[..., Any], *args: Any) -> WithGradient:
+    """The value of `f` and its gradients in one pass.
+
+    If `f` returns a tuple, its first element is the loss and `val` is the
+    whole tuple (untracked).
+
+    >>> import numpy as np, tracker as tr
+    >>> tr.withgradient(lambda x: np.sum(x**2), np.array([3.0]))
+    WithGradient(val=np.float64(9.0), grad=(array([6.]),))
+    """
+    value, grads = _run(f, args, nest=False)
+    return WithGradient(tree.map(_core.data, value), grads)
+
+
+def jacobian(f: Callable[[Any], Any], x: Any) -> np.ndarray:
+    """The Jacobian of `f` at array `x`, of shape `y.shape + x.shape`: one sweep per output."""
+    x = np.asarray(x, dtype=np.result_type(np.asarray(x).dtype, np.float32))
+    scope = _core.enter_scope(False)
+    try:
+        tracked_x = scope.input(x)
+        y = f(tracked_x)
+        shape = np.shape(_core.data(y))
+        rows = []
+        for k in range(int(np.prod(shape))):
+            seed = np.zeros(shape, dtype=np.asarray(_core.data(y)).dtype)
+            seed.flat[k] = 1
+            (row,) = scope.gradient(y, [tracked_x], seed, retain=True)
+            rows.append(_core.data(row))
+    finally:
+        scope.exit([])
+    return np.reshape(np.array(rows), shape + x.shape)
+
+
+def hessian(f: Callable[[Any], Any], x: Any) -> np.ndarray:
+    """The Hessian of scalar `f` at array `x`: the Jacobian of a nested gradient.
+
+    >>> import numpy as np, tracker as tr
+    >>> tr.hessian(lambda x: np.sum(x**3), np.array([1.0, 2.0]))
+    array([[ 6.,  0.],
+           [ 0., 12.]])
+    """
+    return jacobian(lambda x: gradient(f, x, nest=True)[0], x)
