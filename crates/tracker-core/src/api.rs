@@ -1,7 +1,5 @@
 //! The Rust user's API: ops as methods on [`Tracked`], and [`gradient`] / [`hessian`].
 
-use smallvec::smallvec;
-
 use crate::error::{Error, Result};
 use crate::op::Op;
 use crate::ops::binary::Binary;
@@ -171,7 +169,7 @@ pub fn hessian(f: impl Fn(&Tracked) -> Result<Tracked>, x: &Value) -> Result<Val
                 *s = 1.0;
             }
             let seed = Value::from_vec(x.shape(), seed)?.cast(grad.value().dtype())?;
-            let row = outer.gradient(&grad, &[input.clone()], Some(seed), true)?;
+            let row = outer.gradient(&grad, std::slice::from_ref(&input), Some(seed), true)?;
             for r in row {
                 rows.extend(r.value().to_f64_vec());
             }
@@ -182,9 +180,4 @@ pub fn hessian(f: impl Fn(&Tracked) -> Result<Tracked>, x: &Value) -> Result<Val
     let mut shape: crate::value::Shape = x.shape().into();
     shape.extend(x.shape().iter().copied());
     Value::from_vec(&shape, rows?)?.cast(x.dtype())
-}
-
-#[allow(dead_code)]
-fn _axes_example() -> crate::op::Axes {
-    smallvec![0]
 }

@@ -110,6 +110,8 @@ impl Iterator for BroadcastOffsets {
     }
 }
 
+impl ExactSizeIterator for BroadcastOffsets {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,10 +88,23 @@ pub fn size_of(shape: &[usize], op: &'static str) -> Result<usize> {
     shape
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))
-        .ok_or_else(|| Error::Memory {
+        .ok_or(Error::Memory {
             op,
             bytes: usize::MAX,
         })
+}
+
+/// Collects `items` into a vector whose allocation fails as `Error::Memory` instead of
+/// aborting.
+pub fn try_collect<T>(items: impl ExactSizeIterator<Item = T>, op: &'static str) -> Result<Vec<T>> {
+    let len = items.len();
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| Error::Memory {
+        op,
+        bytes: len.saturating_mul(std::mem::size_of::<T>()),
+    })?;
+    v.extend(items);
+    Ok(v)
 }
 
 /// A vector of `len` copies of `fill`, failing with `Error::Memory` instead of aborting.
@@ -197,13 +210,7 @@ impl<T: Float> Array<T> {
         if let Data::Shared(arc) = &self.data {
             let unique = matches!(arc.as_ref(), Buffer::Owned(_)) && Arc::strong_count(arc) == 1;
             if !unique {
-                let mut v = alloc(0, T::zero(), "copy")?;
-                v.try_reserve_exact(arc.as_slice().len())
-                    .map_err(|_| Error::Memory {
-                        op: "copy",
-                        bytes: arc.as_slice().len() * std::mem::size_of::<T>(),
-                    })?;
-                v.extend_from_slice(arc.as_slice());
+                let v = try_collect(arc.as_slice().iter().copied(), "copy")?;
                 self.data = Data::Shared(Arc::new(Buffer::Owned(v)));
             }
         }
@@ -247,25 +254,16 @@ impl<T: Float> Array<T> {
 
     /// A new array of the same shape with `f` applied to each element.
     pub fn map(&self, f: impl Fn(T) -> T) -> Result<Self> {
-        let mut out = alloc(0, T::zero(), "map")?;
-        out.try_reserve_exact(self.len())
-            .map_err(|_| Error::Memory {
-                op: "map",
-                bytes: self.len() * std::mem::size_of::<T>(),
-            })?;
-        out.extend(self.as_slice().iter().map(|&v| f(v)));
+        let out = try_collect(self.as_slice().iter().map(|&v| f(v)), "map")?;
         Self::from_vec(&self.shape, out)
     }
 
     /// The elements converted to another float type.
     pub fn cast<U: Float>(&self) -> Result<Array<U>> {
-        let mut out = alloc(0, U::zero(), "astype")?;
-        out.try_reserve_exact(self.len())
-            .map_err(|_| Error::Memory {
-                op: "astype",
-                bytes: self.len() * std::mem::size_of::<U>(),
-            })?;
-        out.extend(self.as_slice().iter().map(|&v| U::from_f64(v.to_f64())));
+        let out = try_collect(
+            self.as_slice().iter().map(|&v| U::from_f64(v.to_f64())),
+            "astype",
+        )?;
         Array::from_vec(&self.shape, out)
     }
 

@@ -181,7 +181,7 @@ pub(crate) fn dot(
     } else {
         ops::matmul(py, a, b)?
     };
-    if out.is(&py.NotImplemented()) {
+    if out.is(py.NotImplemented()) {
         return Err(PyTypeError::new_err("dot: unsupported operand types"));
     }
     Ok(out)

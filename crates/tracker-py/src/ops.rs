@@ -355,7 +355,7 @@ pub fn array_ufunc(
         (1, _, _) if name == "square" => binary(py, Binary::Mul, &arg(0)?, &arg(0)?),
         (2, _, Some(op)) => {
             let out = binary(py, op, &arg(0)?, &arg(1)?)?;
-            if out.is(&py.NotImplemented()) {
+            if out.is(py.NotImplemented()) {
                 return Err(PyTypeError::new_err(format!(
                     "np.{name}: unsupported operand types"
                 )));

@@ -294,7 +294,7 @@ mod tests {
             shape: Shape::from_slice(&[3]),
             values: vec![0, 2, 0],
         };
-        let g = plan(&[3, 2], &[arr.clone()]).ok();
+        let g = plan(&[3, 2], std::slice::from_ref(&arr)).ok();
         assert_eq!(
             g.map(|g| (g.shape.to_vec(), g.positions)),
             Some((vec![3, 2], vec![0, 1, 4, 5, 0, 1]))

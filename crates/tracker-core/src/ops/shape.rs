@@ -5,7 +5,7 @@ use crate::error::{Result, index_error, shape_error};
 use crate::kernel::zip;
 use crate::num::Float;
 use crate::op::{Backend, Contribution, Contributions};
-use crate::value::{Array, Dtype, Shape, Value, alloc, size_of};
+use crate::value::{Array, Dtype, Shape, Value, alloc, size_of, try_collect};
 
 /// A boolean condition, as `where` saves it.
 pub struct Mask {
@@ -51,7 +51,7 @@ pub fn resolve_shape(requested: &[isize], size: usize) -> Result<Shape> {
         .iter()
         .map(|&d| {
             if d < 0 {
-                if known == 0 { 0 } else { size / known }
+                size.checked_div(known).unwrap_or(0)
             } else {
                 d as usize
             }
@@ -103,9 +103,7 @@ pub fn transpose(x: &Value, perm: &[usize]) -> Result<Value> {
     Ok(map_value!(x, a => {
         let view = a.view()?.permuted_axes(ndarray::IxDyn(perm));
         let shape: Shape = view.shape().into();
-        let mut out = alloc(0, Default::default(), "transpose")?;
-        out.try_reserve_exact(a.len()).map_err(|_| crate::Error::Memory { op: "transpose", bytes: a.len() * 8 })?;
-        out.extend(view.iter().copied());
+        let out = try_collect(view.iter().copied(), "transpose")?;
         Array::from_vec(&shape, out)?
     }))
 }
@@ -124,10 +122,8 @@ pub fn broadcast_to(x: &Value, shape: &[usize]) -> Result<Value> {
     }
     Ok(map_value!(x, a => {
         let src = a.as_slice();
-        let len = size_of(shape, "broadcast_to")?;
-        let mut out = alloc(0, Default::default(), "broadcast_to")?;
-        out.try_reserve_exact(len).map_err(|_| crate::Error::Memory { op: "broadcast_to", bytes: len * 8 })?;
-        out.extend(BroadcastOffsets::new(a.shape(), shape).map(|k| src.get(k).copied().unwrap_or_default()));
+        let walk = BroadcastOffsets::new(a.shape(), shape);
+        let out = try_collect(walk.map(|k| src.get(k).copied().unwrap_or_default()), "broadcast_to")?;
         Array::from_vec(shape, out)?
     }))
 }
