@@ -1,0 +1,370 @@
+//! Every core op, checked against finite differences to first and second order in f64.
+//!
+//! For each op, `loss(x) = sum(op(x, ...) * w)` with a fixed weight `w`: its gradient is
+//! compared with central differences of the loss, and its Hessian (a recorded gradient,
+//! differentiated again) with central differences of the gradient.
+
+use std::sync::Arc;
+
+use tracker_core::gradcheck::{max_abs_diff, numerical_gradient};
+use tracker_core::op::Op;
+use tracker_core::ops::binary::Binary;
+use tracker_core::ops::index::{IndexItem, plan};
+use tracker_core::ops::reduce::Reduce;
+use tracker_core::ops::shape::Mask;
+use tracker_core::ops::unary::Unary;
+use tracker_core::{
+    Arg, Dtype, Output, Result, Shape, Tracked, Value, apply, enter_scope, gradient, hessian,
+};
+
+type Case = (String, Vec<usize>, Box<dyn Fn(&Tracked) -> Result<Tracked>>);
+
+fn tracked(out: Output) -> Result<Tracked> {
+    match out {
+        Output::Tracked(t) => Ok(t),
+        Output::Value(_) => Err(tracker_core::Error::Usage {
+            message: "not recorded".into(),
+        }),
+    }
+}
+
+fn op(op: Op, args: &[Arg]) -> Result<Tracked> {
+    tracked(apply(op, args)?)
+}
+
+/// Deterministic values in [0.5, 1.5), distinct so that max/min have no ties.
+fn values(n: usize, seed: u64) -> Vec<f64> {
+    (0..n)
+        .map(|i| 0.5 + ((i as u64 * 7919 + seed * 104729) % 1000) as f64 / 1000.0)
+        .collect()
+}
+
+fn constant(shape: &[usize], seed: u64) -> Arg {
+    let n = shape.iter().product();
+    Arg::Value(Value::from_vec(shape, values(n, seed)).unwrap_or(Value::scalar(1.0, Dtype::F64)))
+}
+
+/// `sum(y * w)` for a fixed `w` of `y`'s shape.
+fn weighted_sum(y: &Tracked) -> Result<Tracked> {
+    let w = constant(&y.shape(), 99);
+    let yw = op(Op::Binary(Binary::Mul), &[Arg::Tracked(y.clone()), w])?;
+    let axes = (0..y.shape().len()).collect();
+    op(
+        Op::Reduce {
+            kind: Reduce::Sum,
+            axes,
+            keepdims: false,
+        },
+        &[Arg::Tracked(yw)],
+    )
+}
+
+fn loss_value(f: &dyn Fn(&Tracked) -> Result<Tracked>, x: &Value) -> Result<f64> {
+    let scope = enter_scope(false);
+    let y = scope
+        .input(Arg::Value(x.clone()))
+        .and_then(|t| weighted_sum(&f(&t)?));
+    scope.exit(Vec::new())?;
+    Ok(y?.value().item().unwrap_or(f64::NAN))
+}
+
+fn cases() -> Vec<Case> {
+    let mut cases: Vec<Case> = Vec::new();
+    let me = |x: &Tracked| Arg::Tracked(x.clone());
+    for &u in Unary::ALL {
+        cases.push((
+            u.name().into(),
+            vec![2, 3],
+            Box::new(move |x| op(Op::Unary(u), &[me(x)])),
+        ));
+    }
+    for &b in Binary::ALL {
+        // Tracked on both sides, with broadcasting: x[0] (3,) against x (2, 3).
+        let f = move |x: &Tracked| {
+            let row = op(
+                Op::Gather(plan(&x.shape(), &[IndexItem::Int(0)])?.into()),
+                &[me(x)],
+            )?;
+            let other = op(
+                Op::Binary(Binary::Add),
+                &[Arg::Tracked(row), constant(&[3], 5)],
+            )?;
+            op(Op::Binary(b), &[me(x), Arg::Tracked(other)])
+        };
+        cases.push((
+            format!("{} (both tracked)", b.name()),
+            vec![2, 3],
+            Box::new(f),
+        ));
+        cases.push((
+            format!("{} (constant right)", b.name()),
+            vec![2, 3],
+            Box::new(move |x| op(Op::Binary(b), &[me(x), constant(&[3, 1, 1], 3)])),
+        ));
+    }
+    for &kind in Reduce::ALL {
+        for (axes, keepdims) in [(vec![0, 1, 2], false), (vec![1], true), (vec![0, 2], false)] {
+            let name = format!("{} over {axes:?}", kind.name());
+            let f = move |x: &Tracked| {
+                op(
+                    Op::Reduce {
+                        kind,
+                        axes: axes.iter().copied().collect(),
+                        keepdims,
+                    },
+                    &[me(x)],
+                )
+            };
+            cases.push((name, vec![2, 3, 4], Box::new(f)));
+        }
+    }
+    let mask = Arc::new(Mask {
+        shape: Shape::from_slice(&[3]),
+        bits: vec![true, false, true],
+    });
+    cases.push((
+        "where".into(),
+        vec![2, 3],
+        Box::new(move |x| {
+            let sq = op(Op::Binary(Binary::Mul), &[me(x), me(x)])?;
+            op(Op::Where(mask.clone()), &[me(x), Arg::Tracked(sq)])
+        }),
+    ));
+    for (a, b) in [
+        (vec![2, 3], vec![3, 4]),
+        (vec![3], vec![3, 2]),
+        (vec![2, 3], vec![3]),
+        (vec![3], vec![3]),
+    ] {
+        let name = format!("matmul {a:?} @ {b:?}");
+        cases.push((
+            name,
+            a.clone(),
+            Box::new(move |x| {
+                // Both operands depend on x: w = reshape(x-derived values) for a second-order check.
+                let w = op(Op::Unary(Unary::Sin), &[constant(&b, 7)]);
+                let w = match w {
+                    Ok(w) => Arg::Tracked(w),
+                    Err(_) => constant(&b, 7),
+                };
+                let y = op(Op::Matmul, &[me(x), w])?;
+                let x2 = op(Op::Binary(Binary::Mul), &[me(x), me(x)])?;
+                let z = op(Op::Matmul, &[Arg::Tracked(x2), constant(&b, 11)])?;
+                op(Op::Binary(Binary::Add), &[Arg::Tracked(y), Arg::Tracked(z)])
+            }),
+        ));
+    }
+    cases.push((
+        "transpose".into(),
+        vec![2, 3, 4],
+        Box::new(move |x| op(Op::Transpose(Shape::from_slice(&[2, 0, 1])), &[me(x)])),
+    ));
+    cases.push((
+        "reshape".into(),
+        vec![2, 3],
+        Box::new(move |x| op(Op::Reshape(Shape::from_slice(&[3, 2])), &[me(x)])),
+    ));
+    cases.push((
+        "broadcast_to".into(),
+        vec![3, 1],
+        Box::new(move |x| op(Op::BroadcastTo(Shape::from_slice(&[2, 3, 4])), &[me(x)])),
+    ));
+    cases.push((
+        "getitem (repeated integer array)".into(),
+        vec![3, 2],
+        Box::new(move |x| {
+            let items = [IndexItem::Array {
+                shape: Shape::from_slice(&[4]),
+                values: vec![0, 2, 0, -1],
+            }];
+            let g = op(Op::Gather(plan(&x.shape(), &items)?.into()), &[me(x)])?;
+            op(
+                Op::Binary(Binary::Mul),
+                &[Arg::Tracked(g.clone()), Arg::Tracked(g)],
+            )
+        }),
+    ));
+    cases.push((
+        "scatter_add".into(),
+        vec![2],
+        Box::new(move |x| {
+            let g = plan(&[3, 2], &[IndexItem::Int(1)])?;
+            let sq = op(Op::Binary(Binary::Mul), &[me(x), me(x)])?;
+            op(Op::Scatter(g.into()), &[Arg::Tracked(sq)])
+        }),
+    ));
+    cases.push((
+        "shift".into(),
+        vec![2, 4],
+        Box::new(move |x| {
+            let sq = op(Op::Binary(Binary::Mul), &[me(x), me(x)])?;
+            op(
+                Op::Shift {
+                    axis: 1,
+                    by: 2,
+                    fill: 1.0,
+                },
+                &[Arg::Tracked(sq)],
+            )
+        }),
+    ));
+    cases.push((
+        "astype".into(),
+        vec![3],
+        Box::new(move |x| {
+            let sq = op(Op::Binary(Binary::Mul), &[me(x), me(x)])?;
+            let down = op(Op::Cast(Dtype::F32), &[Arg::Tracked(sq)])?;
+            op(Op::Cast(Dtype::F64), &[Arg::Tracked(down)])
+        }),
+    ));
+    cases
+}
+
+#[test]
+fn every_op_matches_finite_differences_to_second_order() -> Result<()> {
+    let mut failures = Vec::new();
+    for (name, shape, f) in cases() {
+        let n = shape.iter().product();
+        let x = Value::from_vec(&shape, values(n, 1))?;
+        let loss = |x: &Tracked| weighted_sum(&f(x)?);
+        // float32 round trips (astype) limit that case's precision: its loss is quadratic,
+        // so a large step is still exact for central differences.
+        let (step, tolerance) = if name == "astype" {
+            (1e-2, 1e-5)
+        } else {
+            (1e-6, 1e-7)
+        };
+        let analytic = gradient(loss, &x)?;
+        let numeric = numerical_gradient(|x| loss_value(&f, x), &x, step)?;
+        let first = max_abs_diff(&analytic, &numeric);
+        if first > tolerance {
+            failures.push(format!("{name}: gradient off by {first:e}"));
+        }
+        let h = hessian(loss, &x)?;
+        // Central differences of the gradient, one column per input element.
+        let mut numeric_h = Vec::with_capacity(n * n);
+        for k in 0..n {
+            let at = |delta: f64| -> Result<Vec<f64>> {
+                let mut shifted = x.to_f64_vec();
+                if let Some(v) = shifted.get_mut(k) {
+                    *v += delta;
+                }
+                Ok(gradient(loss, &Value::from_vec(&shape, shifted)?)?.to_f64_vec())
+            };
+            let step = step * 10.0;
+            let (up, down) = (at(step)?, at(-step)?);
+            numeric_h.push(
+                up.iter()
+                    .zip(&down)
+                    .map(|(u, d)| (u - d) / (2.0 * step))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let h = h.to_f64_vec();
+        let second = (0..n)
+            .flat_map(|i| (0..n).map(move |j| (i, j)))
+            .map(|(i, j)| {
+                (h.get(i * n + j).copied().unwrap_or(f64::NAN)
+                    - numeric_h
+                        .get(j)
+                        .and_then(|c| c.get(i))
+                        .copied()
+                        .unwrap_or(f64::NAN))
+                .abs()
+            })
+            .fold(0.0, f64::max);
+        let tolerance = if name == "astype" { 1e-4 } else { 1e-5 };
+        if second.is_nan() || second > tolerance {
+            failures.push(format!("{name}: Hessian off by {second:e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    Ok(())
+}
+
+#[test]
+fn hessian_of_tanh_of_a_matrix_product_is_analytic() -> Result<()> {
+    // f(x) = sum(tanh(W x)); H = Wᵀ diag(-2 tanh(Wx) (1 - tanh²(Wx))) W.
+    let (m, n) = (3, 4);
+    let w = values(m * n, 3).iter().map(|v| v - 1.0).collect::<Vec<_>>();
+    let x = Value::from_vec(&[n], values(n, 5))?;
+    let wv = Value::from_vec(&[m, n], w.clone())?;
+    let f = |x: &Tracked| {
+        let y = op(
+            Op::Matmul,
+            &[Arg::Value(wv.clone()), Arg::Tracked(x.clone())],
+        )?;
+        let t = op(Op::Unary(Unary::Tanh), &[Arg::Tracked(y)])?;
+        op(
+            Op::Reduce {
+                kind: Reduce::Sum,
+                axes: [0].into_iter().collect(),
+                keepdims: false,
+            },
+            &[Arg::Tracked(t)],
+        )
+    };
+    let h = hessian(f, &x)?.to_f64_vec();
+    let xs = x.to_f64_vec();
+    let at = |r: usize, c: usize| w.get(r * n + c).copied().unwrap_or(0.0);
+    for i in 0..n {
+        for j in 0..n {
+            let expected: f64 = (0..m)
+                .map(|r| {
+                    let t = (0..n)
+                        .map(|c| at(r, c) * xs.get(c).copied().unwrap_or(0.0))
+                        .sum::<f64>()
+                        .tanh();
+                    at(r, i) * (-2.0 * t * (1.0 - t * t)) * at(r, j)
+                })
+                .sum();
+            let got = h.get(i * n + j).copied().unwrap_or(f64::NAN);
+            assert!(
+                (got - expected).abs() < 1e-10,
+                "H[{i},{j}] = {got}, expected {expected}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn prod_is_twice_differentiable_at_zeros() -> Result<()> {
+    let prod = |x: &Tracked| {
+        op(
+            Op::Reduce {
+                kind: Reduce::Prod,
+                axes: [0].into_iter().collect(),
+                keepdims: false,
+            },
+            &[Arg::Tracked(x.clone())],
+        )
+    };
+    for point in [vec![2.0, 0.0, 3.0, 4.0], vec![2.0, 0.0, 0.0, 4.0]] {
+        let x = Value::from_vec(&[4], point.clone())?;
+        let others = |skip: &[usize]| -> f64 {
+            point
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| !skip.contains(k))
+                .map(|(_, v)| v)
+                .product()
+        };
+        assert_eq!(
+            gradient(prod, &x)?.to_f64_vec(),
+            (0..4).map(|i| others(&[i])).collect::<Vec<_>>()
+        );
+        let h = hessian(prod, &x)?.to_f64_vec();
+        for i in 0..4 {
+            for j in 0..4 {
+                let expected = if i == j { 0.0 } else { others(&[i, j]) };
+                assert_eq!(
+                    h.get(i * 4 + j).copied(),
+                    Some(expected),
+                    "H[{i},{j}] at {point:?}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
