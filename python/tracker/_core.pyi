@@ -25,6 +25,7 @@ __all__ = [
     "isleaf",
     "istracked",
     "param",
+    "place",
     "set_functions",
     "set_grad_enabled",
     "update",
@@ -201,3 +202,5 @@ def set_functions(table: dict[Any, Any]) -> None:
 
 def where(condition: Any, a: Any, b: Any) -> Any: ...
 def dot(a: Any, b: Any) -> Any: ...
+def place(x: Any, shape: Sequence[int], key: Any) -> Any:
+    """`x` placed into a zero array of `shape` at `key` (differentiable in `x`)."""

@@ -46,6 +46,16 @@ struct Arena {
     live: usize,
 }
 
+impl Arena {
+    /// Empties the arena (its handles become stale) and returns the old nodes, for the
+    /// caller to drop once the lock is released.
+    fn retire(&mut self, capacity: usize) -> Vec<Node> {
+        self.epoch += 1;
+        self.live = 0;
+        std::mem::replace(&mut self.nodes, Vec::with_capacity(capacity))
+    }
+}
+
 /// One tape: the nodes recorded by one thread in one scope.
 pub struct Tape {
     arena: Mutex<Arena>,
@@ -486,11 +496,14 @@ pub fn apply(op: Op, args: &[Arg]) -> Result<Output> {
     let tape = current_tape();
     let top = is_top_level(&tape);
     let mut outer = Vec::new();
+    // Declared before the guard so that it is dropped after the lock is released:
+    // dropping borrowed NumPy arrays can run Python code, which may record.
+    let mut _retired = Vec::new();
     let mut arena = tape.lock();
     if arena.live == 0 && !arena.nodes.is_empty() {
         // No handle refers to an unconsumed node: start afresh, keeping the capacity.
-        arena.nodes.clear();
-        arena.epoch += 1;
+        let capacity = arena.nodes.capacity();
+        _retired = arena.retire(capacity);
     }
     let mut ids = Inputs::new();
     let mut values: SmallVec<[Value; 2]> = SmallVec::new();
@@ -1291,11 +1304,10 @@ impl Scope {
             outer.retain(|a| !matches!(a, Arg::Tracked(t) if t.as_param().is_some()));
         }
         if !self.nest {
-            // Retire the scope's tape: escaped handles become stale.
-            let mut arena = self.tape.lock();
-            arena.nodes = Vec::new();
-            arena.epoch += 1;
-            arena.live = 0;
+            // Retire the scope's tape: escaped handles become stale. The nodes are
+            // dropped after the lock is released.
+            let retired = self.tape.lock().retire(0);
+            drop(retired);
         }
         if outer.is_empty() || self.nest {
             if self.nest && !outer.is_empty() {

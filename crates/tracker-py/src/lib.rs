@@ -194,6 +194,17 @@ fn dot_py(py: Python<'_>, a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResul
     dot(py, a, b)
 }
 
+/// `x` placed into a zero array of `shape` at `key` (differentiable in `x`).
+#[pyfunction]
+fn place(
+    py: Python<'_>,
+    x: &Bound<'_, PyAny>,
+    shape: Vec<usize>,
+    key: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    ops::place(py, x, shape, key)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -218,6 +229,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_functions, m)?)?;
     m.add_function(wrap_pyfunction!(where_, m)?)?;
     m.add_function(wrap_pyfunction!(dot_py, m)?)?;
+    m.add_function(wrap_pyfunction!(place, m)?)?;
     m.add_function(wrap_pyfunction!(scope::enter_scope, m)?)?;
     Ok(())
 }

@@ -235,6 +235,31 @@ pub fn getitem(py: Python<'_>, x: &Tracked, key: &Bound<'_, PyAny>) -> PyResult<
     )
 }
 
+/// `x` placed into a zero array of `shape` at `key` (the transpose of `x[key]`): the
+/// piece `np.stack` and `np.concatenate` are assembled from.
+pub fn place(
+    py: Python<'_>,
+    x: &Bound<'_, PyAny>,
+    shape: Vec<usize>,
+    key: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    let items = index_items(key)?;
+    let gather = plan(&shape, &items).py()?;
+    let arg = arg_or_raise(x, None, "stack")?;
+    let value = match &arg {
+        Arg::Tracked(t) => t.value(),
+        Arg::Value(v) => v.clone(),
+    };
+    if value.shape() != gather.shape.as_slice() {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "cannot place an array of shape {:?} where shape {:?} is expected",
+            value.shape(),
+            gather.shape.as_slice()
+        )));
+    }
+    output_to_py(py, apply(Op::Scatter(gather.into()), &[arg]).py()?)
+}
+
 /// The error for an operation that would silently drop tracking.
 pub fn refuse(what: &str, remedy: &str) -> PyErr {
     PyTypeError::new_err(format!("{what} would drop tracking; {remedy}"))
