@@ -426,7 +426,7 @@ def is_differentiable(leaf: Any, is_tracked: Callable[[Any], bool] | None = None
         dtype = leaf.dtype
         kind = dtype.kind
         if kind == "f":
-            if dtype == np.float64 or dtype == np.float32:
+            if dtype.itemsize in (4, 8):  # float32, float64, either byte order
                 return True
             what = "arrays" if isinstance(leaf, np.ndarray) else "scalars"
             raise TypeError(f"{dtype.name} {what} are not supported: use float32 or float64")

@@ -95,7 +95,7 @@ impl Op {
     pub fn forward(&self, inputs: &[&Value]) -> Result<Value> {
         let op = self.name();
         match (self, inputs) {
-            (Op::Nobacksies(_), [x]) => Ok((*x).clone()),
+            (Op::Nobacksies(_), [x, ..]) => Ok((*x).clone()),
             (Op::Unary(u), [x]) => Ok(map_value!(x, a => u.forward(a)?)),
             (Op::Binary(b), [x, y]) => b.forward(x, y),
             (Op::Where(mask), [x, y]) => shape::select(mask, x, y),

@@ -129,7 +129,10 @@ pub fn array_value(obj: &Bound<'_, PyAny>, like: Option<Dtype>) -> PyResult<Valu
         && array.get_type().is(&np.getattr("ndarray")?)
         && descr.itemsize() == if dtype == Dtype::F64 { 8 } else { 4 };
     if !native {
-        let copied = np.call_method1("array", (array, dtype.name()))?;
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("dtype", dtype.name())?;
+        kwargs.set_item("order", "C")?;
+        let copied = np.getattr("array")?.call((array,), Some(&kwargs))?;
         array = copied.cast_into::<PyUntypedArray>()?;
     }
     Ok(match dtype {

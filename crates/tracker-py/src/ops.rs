@@ -6,8 +6,9 @@ use numpy::{
 };
 use pyo3::IntoPyObjectExt;
 use pyo3::exceptions::{PyIndexError, PyTypeError};
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyEllipsis, PyNone, PySlice, PyTuple};
+use pyo3::types::{PyDict, PyEllipsis, PyNone, PySlice, PyString, PyTuple};
 use tracker_core::ops::binary::Binary;
 use tracker_core::ops::index::{IndexItem, plan};
 use tracker_core::ops::reduce::{Reduce, normalize_axes};
@@ -317,7 +318,8 @@ pub fn array_ufunc(
     inputs: &Bound<'_, PyTuple>,
     kwargs: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Py<PyAny>> {
-    let name: String = ufunc.getattr("__name__")?.extract()?;
+    let name = ufunc.getattr(intern!(py, "__name__"))?;
+    let name = name.cast::<PyString>()?.to_str()?;
     if let Some(kwargs) = kwargs {
         if kwargs.contains("out")? {
             return Err(refuse(
@@ -335,7 +337,7 @@ pub fn array_ufunc(
     match method {
         "__call__" => {}
         "reduce" => {
-            let kind = match name.as_str() {
+            let kind = match name {
                 "add" => Reduce::Sum,
                 "multiply" => Reduce::Prod,
                 "maximum" => Reduce::Max,
@@ -359,7 +361,24 @@ pub fn array_ufunc(
             )));
         }
     }
-    if COMPARISONS.contains(&name.as_str()) {
+    match (inputs.len(), ufunc_unary(name), ufunc_binary(name)) {
+        (1, Some(op), _) => {
+            if let Some(x) = tracked_of(&arg(0)?) {
+                return unary(py, op, &x);
+            }
+        }
+        (2, _, Some(op)) => {
+            let out = binary(py, op, &arg(0)?, &arg(1)?)?;
+            if out.is(py.NotImplemented()) {
+                return Err(PyTypeError::new_err(format!(
+                    "np.{name}: unsupported operand types"
+                )));
+            }
+            return Ok(out);
+        }
+        _ => {}
+    }
+    if COMPARISONS.contains(&name) {
         // Boolean results carry no gradient: compute them on the plain values.
         let plain: Vec<Py<PyAny>> = inputs
             .iter()
@@ -370,27 +389,13 @@ pub fn array_ufunc(
             .collect::<PyResult<_>>()?;
         return Ok(ufunc.call1(PyTuple::new(py, plain)?)?.unbind());
     }
-    match (inputs.len(), ufunc_unary(&name), ufunc_binary(&name)) {
-        (1, Some(op), _) => {
-            let x = tracked_of(&arg(0)?)
-                .ok_or_else(|| PyTypeError::new_err("expected a tracked operand"))?;
-            unary(py, op, &x)
-        }
-        (1, _, _) if name == "positive" => Ok(arg(0)?.unbind()),
-        (1, _, _) if name == "square" => binary(py, Binary::Mul, &arg(0)?, &arg(0)?),
-        (2, _, Some(op)) => {
-            let out = binary(py, op, &arg(0)?, &arg(1)?)?;
-            if out.is(py.NotImplemented()) {
-                return Err(PyTypeError::new_err(format!(
-                    "np.{name}: unsupported operand types"
-                )));
-            }
-            Ok(out)
-        }
-        (2, _, _) if name == "matmul" => matmul(py, &arg(0)?, &arg(1)?),
+    match (inputs.len(), name) {
+        (1, "positive") => Ok(arg(0)?.unbind()),
+        (1, "square") => binary(py, Binary::Mul, &arg(0)?, &arg(0)?),
+        (2, "matmul") => matmul(py, &arg(0)?, &arg(1)?),
         _ => Err(PyTypeError::new_err(format!(
             "tracker has no gradient rule for np.{name}; use tr.data(x) to compute it on the plain \
-             value (as a constant), or define a custom rule"
+             value, as a constant (the README lists the supported functions)"
         ))),
     }
 }
@@ -407,7 +412,6 @@ pub fn no_rule(func: &Bound<'_, PyAny>) -> PyErr {
         .unwrap_or_else(|_| "?".into());
     PyTypeError::new_err(format!(
         "tracker has no gradient rule for {module}.{name}; use tr.data(x) to compute it on the \
-         plain value (as a constant), np.stack to build an array from tracked values, or define \
-         a custom rule"
+         plain value, as a constant (the README lists the supported functions)"
     ))
 }

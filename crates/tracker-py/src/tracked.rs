@@ -231,7 +231,11 @@ macro_rules! tracked_methods {
             }
 
             fn __float__(&self) -> PyResult<f64> {
-                Err(ops::refuse("float() of a tracked value", "use x.item() or tr.data(x) for its plain value"))
+                Err(ops::refuse(
+                    "float() of a tracked value (which math.* functions call)",
+                    "use np.sin and the like to stay tracked, or x.item() or tr.data(x) for the \
+                     plain value",
+                ))
             }
 
             fn __int__(&self) -> PyResult<i64> {
