@@ -8,6 +8,7 @@ use numpy::{
     Element, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyList, PyTuple};
@@ -126,7 +127,7 @@ pub fn array_value(obj: &Bound<'_, PyAny>, like: Option<Dtype>) -> PyResult<Valu
         && array.is_aligned()
         && descr.is_native_byteorder().unwrap_or(true)
         && descr.kind() == b'f'
-        && array.get_type().is(&np.getattr("ndarray")?)
+        && array.is_exact_instance_of::<PyUntypedArray>()
         && descr.itemsize() == if dtype == Dtype::F64 { 8 } else { 4 };
     if !native {
         let kwargs = pyo3::types::PyDict::new(py);
@@ -157,11 +158,10 @@ pub fn arg_from_py(obj: &Bound<'_, PyAny>, like: Option<Dtype>) -> PyResult<Opti
             like.unwrap_or(Dtype::F64),
         ))));
     }
-    let np = numpy(obj.py())?;
     let arrayish = obj.is_instance_of::<PyUntypedArray>()
-        || obj.is_instance(&np.getattr("generic")?)?
         || obj.is_instance_of::<PyList>()
-        || obj.is_instance_of::<PyTuple>();
+        || obj.is_instance_of::<PyTuple>()
+        || obj.is_instance(&numpy(obj.py())?.getattr(intern!(obj.py(), "generic"))?)?;
     if arrayish {
         return Ok(Some(Arg::Value(array_value(obj, like)?)));
     }
