@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from tracker import _numpy, tree
+from tracker import _numpy, testing, tree
 from tracker._core import (
     ConsumedError,
     LossError,
@@ -52,6 +52,7 @@ __all__ = [
     "jacobian",
     "no_grad",
     "param",
+    "testing",
     "tree",
     "update",
     "withgradient",

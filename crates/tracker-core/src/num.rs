@@ -34,6 +34,13 @@ pub trait Num:
     /// A mask read from primal data: 1 where `self > other`, ½ where they tie, 0 where
     /// `self < other`. Ties share the gradient equally, as PyTorch does.
     fn share(self, other: Self) -> Self;
+    /// A mask read from primal data: 1 where `self` is zero, else 0.
+    fn is_zero(self) -> Self;
+    /// A mask read from primal data: 1 where `self >= 0`, else 0.
+    fn nonnegative(self) -> Self;
+    /// `value` where the mask `condition` is non-zero, `self` elsewhere: a select, so an
+    /// infinite or NaN `self` does not leak through as `0 × inf`.
+    fn replace_where(self, condition: Self, value: f64) -> Self;
 }
 
 /// The element types a buffer can hold.
@@ -109,6 +116,18 @@ macro_rules! impl_float {
                 } else {
                     0.0
                 }
+            }
+            #[inline]
+            fn is_zero(self) -> Self {
+                if self == 0.0 { 1.0 } else { 0.0 }
+            }
+            #[inline]
+            fn nonnegative(self) -> Self {
+                if self >= 0.0 { 1.0 } else { 0.0 }
+            }
+            #[inline]
+            fn replace_where(self, condition: Self, value: f64) -> Self {
+                if condition != 0.0 { value as $t } else { self }
             }
             #[inline]
             fn share(self, other: Self) -> Self {

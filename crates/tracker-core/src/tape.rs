@@ -19,6 +19,7 @@ use crate::num::Num;
 use crate::op::{Backend, Contribution, Eager, Op};
 use crate::ops::binary::Binary;
 use crate::ops::index::scatter_add;
+use crate::ops::shape::Mask;
 use crate::ops::unary::Unary;
 use crate::value::{Dtype, Shape, Value};
 
@@ -932,6 +933,29 @@ impl Num for Var<'_, '_> {
     }
     fn share(self, other: Self) -> Self {
         self.primal_mask(other, Num::share)
+    }
+    fn is_zero(self) -> Self {
+        self.primal_mask(self, |a, _| Num::is_zero(a))
+    }
+    fn nonnegative(self) -> Self {
+        self.primal_mask(self, |a, _| Num::nonnegative(a))
+    }
+    fn replace_where(self, condition: Self, value: f64) -> Self {
+        let mask = self.rec.value(condition.id).map(|c| Mask {
+            shape: c.shape().into(),
+            bits: c.to_f64_vec().iter().map(|&v| v != 0.0).collect(),
+        });
+        match mask {
+            Ok(mask) => {
+                let value = self.lit(value);
+                self.rec
+                    .var(Op::Where(Arc::new(mask)), &[value.id, self.id])
+            }
+            Err(e) => {
+                self.rec.error.borrow_mut().get_or_insert(e);
+                self
+            }
+        }
     }
 }
 

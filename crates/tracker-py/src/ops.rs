@@ -199,7 +199,13 @@ fn index_items(key: &Bound<'_, PyAny>) -> PyResult<Vec<IndexItem>> {
             items.push(IndexItem::Int(part.extract()?));
         } else {
             let arr = np.call_method1("asarray", (&part,))?;
-            let kind = arr.cast::<PyUntypedArray>()?.dtype().kind();
+            let untyped = arr.cast::<PyUntypedArray>()?;
+            // An empty list is float to NumPy, but as an index it selects nothing.
+            let kind = if untyped.len() == 0 {
+                b'i'
+            } else {
+                untyped.dtype().kind()
+            };
             match kind {
                 b'b' => {
                     for axis in np
@@ -320,46 +326,67 @@ pub fn array_ufunc(
 ) -> PyResult<Py<PyAny>> {
     let name = ufunc.getattr(intern!(py, "__name__"))?;
     let name = name.cast::<PyString>()?.to_str()?;
-    if let Some(kwargs) = kwargs {
-        if kwargs.contains("out")? {
-            return Err(refuse(
-                &format!("np.{name}(..., out=...) into an array"),
-                "use the returned value instead of out=",
-            ));
-        }
-        if let Some((key, _)) = kwargs.iter().next() {
-            return Err(PyTypeError::new_err(format!(
-                "np.{name}: the keyword argument {key} is not supported on tracked arrays"
-            )));
-        }
-    }
     let arg = |k: usize| inputs.get_item(k);
-    match method {
-        "__call__" => {}
-        "reduce" => {
-            let kind = match name {
-                "add" => Reduce::Sum,
-                "multiply" => Reduce::Prod,
-                "maximum" => Reduce::Max,
-                "minimum" => Reduce::Min,
-                _ => {
-                    return Err(PyTypeError::new_err(format!(
-                        "np.{name}.reduce is not supported on tracked arrays"
-                    )));
-                }
-            };
-            let x = tracked_of(&arg(0)?)
-                .ok_or_else(|| PyTypeError::new_err("reduce of a non-tracked array"))?;
-            let zero = 0isize.into_bound_py_any(py)?;
-            let axis = if inputs.len() > 1 { arg(1)? } else { zero };
-            return reduce(py, &x, kind, Some(&axis), false);
+    let option = |key: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
+        match kwargs {
+            Some(kw) => Ok(kw.get_item(key)?.filter(|v| !v.is_none())),
+            None => Ok(None),
         }
+    };
+    if option("out")?.is_some() {
+        return Err(refuse(
+            &format!("np.{name}(..., out=...) into an array"),
+            "use the returned value instead of out=",
+        ));
+    }
+    let handled: &[&str] = match method {
+        "__call__" => &[],
+        "reduce" => &["axis", "keepdims"],
         _ => {
             return Err(PyTypeError::new_err(format!(
                 "np.{name}.{method} is not supported on tracked arrays (only calls and \
                  add/multiply/maximum/minimum.reduce are)"
             )));
         }
+    };
+    if let Some(kwargs) = kwargs {
+        for (key, value) in kwargs.iter() {
+            let key: String = key.extract()?;
+            if !value.is_none() && !handled.contains(&key.as_str()) {
+                return Err(PyTypeError::new_err(format!(
+                    "np.{name}: the keyword argument {key}= is not supported on tracked arrays"
+                )));
+            }
+        }
+    }
+    if method == "reduce" {
+        let kind = match name {
+            "add" => Reduce::Sum,
+            "multiply" => Reduce::Prod,
+            "maximum" => Reduce::Max,
+            "minimum" => Reduce::Min,
+            _ => {
+                return Err(PyTypeError::new_err(format!(
+                    "np.{name}.reduce is not supported on tracked arrays"
+                )));
+            }
+        };
+        let x = tracked_of(&arg(0)?)
+            .ok_or_else(|| PyTypeError::new_err("reduce of a non-tracked array"))?;
+        // NumPy's reduce runs over axis 0 unless told otherwise; axis=None means all.
+        let axis = match (
+            kwargs.map(|kw| kw.get_item("axis")).transpose()?.flatten(),
+            inputs.len(),
+        ) {
+            (Some(axis), _) => axis,
+            (None, 2..) => arg(1)?,
+            (None, _) => 0isize.into_bound_py_any(py)?,
+        };
+        let keepdims = option("keepdims")?
+            .map(|k| k.is_truthy())
+            .transpose()?
+            .unwrap_or(false);
+        return reduce(py, &x, kind, Some(&axis), keepdims);
     }
     match (inputs.len(), ufunc_unary(name), ufunc_binary(name)) {
         (1, Some(op), _) => {

@@ -75,7 +75,18 @@ binary_ops! {
     Sub      => "subtract", |a, b| a - b,           |_a, _b, _y, dy| (dy, -dy);
     Mul      => "multiply", |a, b| a * b,           |a, b, _y, dy| (dy * b, dy * a);
     Div      => "divide",   |a, b| a / b,           |_a, b, y, dy| (dy / b, -(dy * y) / b);
-    Pow      => "power",    |a, b| a.powf(b),       |a, b, y, dy| (dy * b * a.powf(b - b.lit(1.0)), dy * y * a.ln());
+    // As PyTorch: no base gradient where the exponent is 0, no exponent gradient where
+    // the base is 0 and the exponent is not negative. The masked places also compute
+    // on harmless values (exponent 1, base 1), so no 0·inf reaches a higher derivative.
+    Pow      => "power",    |a, b| a.powf(b),       |a, b, y, dy| (
+        {
+            let zero = b.is_zero();
+            (dy * b * a.powf(b.replace_where(zero, 1.0) - b.lit(1.0))).replace_where(zero, 0.0)
+        },
+        {
+            let zero = a.is_zero() * b.nonnegative();
+            (dy * y * a.replace_where(zero, 1.0).ln()).replace_where(zero, 0.0)
+        });
     // Ties share the gradient equally, as PyTorch.
     Maximum  => "maximum",  |a, b| a.maximum(b),    |a, b, _y, dy| (dy * a.share(b), dy * b.share(a));
     Minimum  => "minimum",  |a, b| a.minimum(b),    |a, b, _y, dy| (dy * b.share(a), dy * a.share(b));

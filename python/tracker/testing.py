@@ -1,0 +1,160 @@
+"""Finite-difference checks of gradients, for users' own functions and rules.
+
+`ngradient` differentiates a function numerically; `gradcheck` compares it with
+`tracker.gradient`. Both take arguments as `tracker.gradient` does (arrays,
+floats and nested structures of them) and work in float64.
+
+>>> import numpy as np, tracker as tr
+>>> from tracker.testing import gradcheck, ngradient
+>>> ngradient(lambda x: np.sum(x**3), np.array([1.0, 2.0]))
+(array([ 3., 12.]),)
+>>> gradcheck(lambda x, w: np.sum(np.tanh(w @ x)), np.ones(3), np.eye(3))
+True
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from tracker import _core, tree
+
+__all__ = ["gradcheck", "ngradient"]
+
+# The step of the fourth-order central difference below, relative to max(1, |x|):
+# it balances the truncation error (h⁴) against rounding (eps / h).
+_STEP = float(np.finfo(np.float64).eps) ** (1 / 5)
+
+
+def _float64_arguments(args: tuple[Any, ...]) -> tuple[Any, list[Any], list[int]]:
+    """`args` with every float leaf copied to float64, keeping tied leaves tied.
+
+    Returns the treedef, the unique leaves (float64 arrays and NumPy float64
+    scalars where differentiable, the leaf itself where not) and the position
+    of each leaf among the unique ones.
+    """
+    leaves, treedef = tree.flatten(args)
+    unique, positions = tree.dedup(leaves)
+    converted: list[Any] = []
+    for leaf in unique:
+        if _core.istracked(leaf):
+            raise TypeError(
+                "finite differences need plain values: pass tr.data(x) instead of a tracked x"
+            )
+        if not tree.is_differentiable(leaf):
+            converted.append(leaf)
+        elif isinstance(leaf, np.ndarray):
+            converted.append(np.array(leaf, dtype=np.float64))
+        else:
+            converted.append(np.float64(leaf))
+    return treedef, converted, positions
+
+
+def _differentiable(leaf: Any) -> bool:
+    return isinstance(leaf, (np.ndarray, np.float64)) and leaf.dtype == np.float64
+
+
+def _loss_value(value: Any) -> float:
+    """The scalar loss `f` returned (the first element of a tuple, as `gradient` takes it)."""
+    loss = value[0] if isinstance(value, tuple) else value
+    array = np.asarray(_core.data(loss))
+    if array.shape != ():
+        raise ValueError(
+            f"the function must return a scalar loss, got an array of shape {array.shape}"
+        )
+    return float(array)
+
+
+def ngradient(f: Callable[..., Any], *args: Any, step: float | None = None) -> tuple[Any, ...]:
+    """The gradients of scalar `f` at `args` by central finite differences, in float64.
+
+    Float arguments (arrays, floats, and such leaves of nested structures) are
+    copied to float64, and each element is moved by `h = step * max(1, |x|)`
+    (`step` defaults to about 7e-4) in the fourth-order central stencil
+    `(8(f(x+h) - f(x-h)) - (f(x+2h) - f(x-2h))) / 12h`. The result mirrors
+    `tracker.gradient(f, *args)`: the same structure, `None` for leaves that are
+    not differentiable, but float64 throughout. Costs `4 * size` calls of `f`;
+    keep points more than `2h` away from kinks (`abs` at 0, ties in `max`).
+
+    >>> import numpy as np
+    >>> ngradient(lambda x, n: n * np.sum(x**2), np.array([1.0, 2.0]), 3)
+    (array([ 6., 12.]), None)
+    """
+    treedef, unique, positions = _float64_arguments(args)
+    relative = _STEP if step is None else step
+
+    def call() -> float:
+        return _loss_value(f(*tree.unflatten(treedef, [unique[p] for p in positions])))
+
+    grads: list[Any] = []
+    for i, leaf in enumerate(unique):
+        if not _differentiable(leaf):
+            grads.append(None)
+            continue
+        # A scalar is replaced by each moved value; an array's elements are moved in place.
+        buffer = np.array(leaf) if isinstance(leaf, np.float64) else leaf
+        flat = buffer.reshape(-1)
+        g = np.zeros(buffer.shape, dtype=np.float64)
+        for k in range(flat.size):
+            x = float(flat[k])
+            h = relative * max(1.0, abs(x))
+            values = []
+            for offset in (h, -h, 2 * h, -2 * h):
+                flat[k] = x + offset
+                if buffer is not leaf:
+                    unique[i] = np.float64(flat[k])
+                values.append(call())
+            flat[k] = x
+            unique[i] = leaf
+            g.flat[k] = (8 * (values[0] - values[1]) - (values[2] - values[3])) / (12 * h)
+        grads.append(g if isinstance(leaf, np.ndarray) else np.float64(g))
+    return tree.unflatten_gradient(treedef, [grads[p] for p in positions])
+
+
+def gradcheck(
+    f: Callable[..., Any],
+    *args: Any,
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
+    step: float | None = None,
+    raise_exception: bool = True,
+) -> bool:
+    """Whether `tracker.gradient(f, *args)` matches `ngradient(f, *args)`.
+
+    Both run on float64 copies of the arguments (tied arrays stay tied), and
+    agree when `|analytic - numeric| <= atol + rtol * |numeric|` everywhere. On
+    a mismatch this raises an `AssertionError` naming the argument, the element
+    and both values, or returns `False` if `raise_exception=False`.
+
+    >>> import numpy as np
+    >>> gradcheck(lambda x: np.sum(np.sin(x) * x), np.array([0.5, 1.0, 2.0]))
+    True
+    """
+    from tracker.api import gradient
+
+    treedef, unique, positions = _float64_arguments(args)
+    args64 = tree.unflatten(treedef, [unique[p] for p in positions])
+    analytic, _ = tree.flatten(gradient(f, *args64))
+    numeric, _ = tree.flatten(ngradient(f, *args64, step=step))
+    for k, (a, n) in enumerate(zip(analytic, numeric)):
+        if n is None:
+            continue
+        a = np.asarray(_core.data(a), dtype=np.float64)
+        n = np.asarray(n)
+        if a.shape != n.shape:
+            problem = f"has shape {a.shape}, expected {n.shape}"
+        else:
+            excess = np.abs(a - n) - (atol + rtol * np.abs(n))
+            excess = np.where(np.isfinite(excess), excess, np.inf)
+            if not (excess > 0).any():
+                continue
+            worst = np.unravel_index(int(np.argmax(excess)), n.shape)
+            index = tuple(int(i) for i in worst)
+            problem = f"at index {index}: analytic {float(a[worst])!r}, numeric {float(n[worst])!r}"
+        if not raise_exception:
+            return False
+        raise AssertionError(
+            f"gradcheck: the gradient of differentiable leaf {k} of the arguments {problem} "
+            f"(rtol={rtol}, atol={atol})"
+        )
+    return True
