@@ -687,7 +687,8 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
         "threads": "default" if args.threads is None else args.threads,
-        "batches": args.batches,
+        "rounds": args.rounds,
+        "batches_per_round": args.batches,
         "batch_time_s": args.batch_time,
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
     }
@@ -703,26 +704,27 @@ def driver(args: argparse.Namespace) -> int:
         f"{info['cpus']} CPUs, threads: {info['threads']}",
         flush=True,
     )
-    results: list[dict[str, Any]] = []
     titles = {wid: WORKLOADS[wid]().title for wid in workload_ids}
+    # Rounds interleave the frameworks in time, so that a change in the machine's
+    # load during the run spreads over all of them instead of skewing one ratio.
+    rounds = 1 if args.smoke else args.rounds
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
     failed = False
-    for wid in workload_ids:
-        for name in framework_names:
-            r = run_worker(name, wid, args)
-            results.append(r)
-            if r["status"] == "missing":
-                if name == "tracker":
-                    print(f"{wid} tracker: not importable ({r['error']})", flush=True)
-                    if args.smoke and not args.allow_missing:
-                        failed = True
+    for round_number in range(rounds):
+        if rounds > 1:
+            print(f"-- round {round_number + 1} of {rounds}", flush=True)
+        for wid in workload_ids:
+            for name in framework_names:
+                key = (wid, name)
+                if key in merged and merged[key]["status"] != "ok":
+                    continue  # missing or failed: once is enough
+                r = run_worker(name, wid, args)
+                failed |= _print_progress(wid, name, r, args)
+                if key in merged and r["status"] == "ok":
+                    _merge_round(merged[key], r)
                 else:
-                    print(f"{wid} {name}: skipped, not installed", flush=True)
-            elif r["status"] == "error":
-                failed = True
-                print(f"{wid} {name}: ERROR\n{_indent(r['error'])}", flush=True)
-            else:
-                timing = "" if args.smoke else f"; median {format_time(r['median_s'])}"
-                print(f"{wid} {name} {r['version']}: {r['check']}{timing}", flush=True)
+                    merged[key] = r
+    results = list(merged.values())
     if not args.smoke:
         add_ratios(results)
         print()
@@ -739,6 +741,31 @@ def driver(args: argparse.Namespace) -> int:
     if failed:
         print("bench: FAILED", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _print_progress(wid: str, name: str, r: dict[str, Any], args: argparse.Namespace) -> bool:
+    """Print one worker's outcome; return whether it fails the run."""
+    if r["status"] == "missing":
+        if name == "tracker":
+            print(f"{wid} tracker: not importable ({r['error']})", flush=True)
+            return args.smoke and not args.allow_missing
+        print(f"{wid} {name}: skipped, not installed", flush=True)
+        return False
+    if r["status"] == "error":
+        print(f"{wid} {name}: ERROR\n{_indent(r['error'])}", flush=True)
+        return True
+    timing = "" if args.smoke else f"; median {format_time(r['median_s'])}"
+    print(f"{wid} {name} {r['version']}: {r['check']}{timing}", flush=True)
+    return False
+
+
+def _merge_round(total: dict[str, Any], new: dict[str, Any]) -> None:
+    """Pool the batches of a further round into `total`."""
+    times = total["batch_times_s"] + new["batch_times_s"]
+    total.update(batch_times_s=times, median_s=statistics.median(times), min_s=min(times))
+    total["rounds"] = total.get("rounds", 1) + 1
+    if new.get("memory_mb") is not None:
+        total["memory_mb"] = min(total.get("memory_mb") or math.inf, new["memory_mb"])
 
 
 def _select(spec: str | None, registry: dict[str, Any], what: str) -> list[str]:
@@ -777,7 +804,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="an unimportable tracker is not an error in --smoke mode",
     )
-    parser.add_argument("--batches", type=int, default=7, help="timed batches (default 7)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds over all frameworks, their batches pooled (default 3)",
+    )
+    parser.add_argument(
+        "--batches", type=int, default=3, help="timed batches per round (default 3)"
+    )
     parser.add_argument(
         "--batch-time", type=float, default=0.2, help="seconds per batch (default 0.2)"
     )
