@@ -12,6 +12,7 @@ __all__ = [
     "LossError",
     "NestingError",
     "Scope",
+    "TapeObjects",
     "ThreadError",
     "TrackedArray",
     "TrackedReal",
@@ -24,8 +25,10 @@ __all__ = [
     "grad",
     "isleaf",
     "istracked",
+    "nobacksies",
     "param",
     "place",
+    "record_rule",
     "set_functions",
     "set_grad_enabled",
     "update",
@@ -184,10 +187,22 @@ class Scope:
         self, y: Any, inputs: Sequence[_Tracked], seed: Any = None, retain: bool = False
     ) -> list[Any]:
         """The gradients of `y` with respect to `inputs` (out of place; tracked when nested)."""
+    def leave(self) -> None:
+        """Stops recording in this scope while keeping its tape for later sweeps."""
     def exit(self, results: list[Any]) -> list[Any]:
         """Leave the scope; results that depend on enclosing values are marked (nobacksies)."""
 
+@final
+class TapeObjects:
+    """The Python callables one tape holds (visible to the garbage collector)."""
+
 def enter_scope(nest: bool) -> Scope: ...
+def nobacksies(message: str, x: Any) -> Any:
+    """`x`, marked so that any backward pass through it raises `message`."""
+
+def record_rule(name: str, pullback: Any, args: tuple[Any, ...], value: Any) -> Any:
+    """Records one node whose forward value is `value` and whose pullback is Python."""
+
 def param(x: Any) -> _Tracked: ...
 def back(y: _Tracked, dy: Any = None, once: bool = True) -> None: ...
 def grad(x: _Tracked) -> Any: ...

@@ -51,6 +51,26 @@ def _run(f: Callable[..., Any], args: tuple[Any, ...], nest: bool) -> tuple[Any,
     return value, tree.unflatten_gradient(treedef, flat)
 
 
+def _pullback_of(
+    f: Callable[..., Any], args: tuple[Any, ...], tracked: list[Any], dy: Any, nest: bool
+) -> list[Any]:
+    """The gradients of `f(*args)` with seed `dy` with respect to the `tracked` arguments.
+
+    Used by `checkpoint` to differentiate its recomputation: with `nest`, on the
+    enclosing tape (the arguments are its tracked values); without, on a fresh one.
+    """
+    scope = _core.enter_scope(nest)
+    try:
+        inputs = [scope.input(a) for a in tracked]
+        swap = dict(zip(map(id, tracked), inputs))
+        y = f(*(swap.get(id(a), a) for a in args))
+        grads = scope.gradient(y, inputs, dy)
+    except BaseException:
+        scope.exit([])
+        raise
+    return scope.exit(grads)
+
+
 def gradient(f: Callable[..., Any], *args: Any, nest: bool = False) -> tuple[Any, ...]:
     """The gradients of scalar `f` with respect to each argument, in each argument's structure.
 

@@ -1,7 +1,26 @@
 //! One error type for the whole engine. Its `Display` text is the message a user reads,
 //! so every variant names the op, what was wrong and, where one exists, the remedy.
 
+use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
+
+/// An error raised outside the engine (in a rule's Python pullback), carried through
+/// it unchanged so the boundary can re-raise the original.
+#[derive(Clone)]
+pub struct Payload(pub Arc<dyn Any + Send + Sync>);
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Payload")
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
 
 /// Everything that can go wrong in the engine.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +43,11 @@ pub enum Error {
     Loss { message: String },
     /// An operation the engine does not offer (yet), or misuse of the API.
     Usage { message: String },
+    /// An error raised by an external rule's pullback (`rule` names it).
+    External {
+        rule: &'static str,
+        payload: Payload,
+    },
 }
 
 /// The engine's result type.
@@ -52,6 +76,7 @@ impl fmt::Display for Error {
             ),
             Error::Loss { message } => write!(f, "back: {message}"),
             Error::Usage { message } => write!(f, "{message}"),
+            Error::External { rule, .. } => write!(f, "the pullback of `{rule}` raised an error"),
         }
     }
 }

@@ -28,12 +28,14 @@ mod kernel;
 pub mod num;
 pub mod op;
 pub mod ops;
+mod sweep;
 pub mod tape;
 
 pub use api::{gradient, hessian};
-pub use error::{Error, Result};
-pub use op::Op;
+pub use error::{Error, Payload, Result};
+pub use op::{Extern, Op};
 pub use tape::{
-    Arg, Output, Param, Scope, Tracked, apply, backward, enter_scope, set_grad_enabled,
+    Arg, Output, Param, Scope, Tape, Tracked, apply, apply_extern, backward, enter_scope,
+    set_grad_enabled,
 };
 pub use value::{Array, Dtype, Shape, Value};

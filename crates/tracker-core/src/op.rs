@@ -17,7 +17,7 @@ use crate::ops::reduce::Reduce;
 use crate::ops::shape::Mask;
 use crate::ops::unary::Unary;
 use crate::ops::{binary, index, linalg, reduce, shape};
-use crate::tape::Param;
+use crate::tape::{Arg, Param};
 use crate::value::{Dtype, Shape, Value};
 
 /// Axes of an op, normalised (non-negative, sorted, unique).
@@ -60,6 +60,21 @@ pub enum Op {
         fill: f64,
     },
     Cast(Dtype),
+    /// A rule whose pullback lives outside the engine: a custom rule, hook or checkpoint.
+    Extern(Arc<dyn Extern>),
+}
+
+/// A rule whose pullback lives outside the engine (in Python: custom rules, hooks,
+/// checkpoints). Its forward value was computed by its caller.
+pub trait Extern: Send + Sync {
+    /// The rule's name, for errors and `show`.
+    fn name(&self) -> &'static str;
+    /// The gradient for each input given `dy`: a plain value in an eager sweep, a
+    /// tracked one in a recording sweep (where what the pullback computes from its
+    /// tracked inputs is recorded, so it can be differentiated again).
+    fn pullback(&self, dy: Arg) -> Result<Vec<Option<Arg>>>;
+    /// Frees what the pullback holds, once a consuming sweep has passed.
+    fn release(&self);
 }
 
 impl Op {
@@ -83,6 +98,7 @@ impl Op {
             Op::Scatter(_) => "scatter_add",
             Op::Shift { .. } => "shift",
             Op::Cast(_) => "astype",
+            Op::Extern(rule) => rule.name(),
         }
     }
 
@@ -134,6 +150,7 @@ impl Op {
         let need = |k: usize| needs.get(k).copied().unwrap_or(false);
         let dense = |g: B::A| Some(Contribution::Dense(g));
         Ok(match (self, inputs) {
+            (Op::Extern(rule), _) => b.external(rule, inputs, dy)?,
             (Op::Nobacksies(message), _) => {
                 return Err(Error::Nesting {
                     message: message.to_string(),
@@ -230,6 +247,14 @@ pub trait Backend {
         dy: &Self::A,
     ) -> Result<Self::A>;
 
+    /// The gradients of an external rule (its pullback is called back).
+    fn external(
+        &mut self,
+        rule: &Arc<dyn Extern>,
+        inputs: &[Self::A],
+        dy: &Self::A,
+    ) -> Result<Contributions<Self::A>>;
+
     fn add(&mut self, a: &Self::A, b: &Self::A) -> Result<Self::A> {
         self.apply(Op::Binary(Binary::Add), &[a, b])
     }
@@ -294,6 +319,15 @@ pub struct Eager;
 
 impl Backend for Eager {
     type A = Value;
+
+    fn external(
+        &mut self,
+        rule: &Arc<dyn Extern>,
+        inputs: &[Value],
+        dy: &Value,
+    ) -> Result<Contributions<Value>> {
+        crate::sweep::eager_external(rule, inputs, dy)
+    }
 
     fn apply(&mut self, op: Op, inputs: &[&Value]) -> Result<Value> {
         op.forward(inputs)

@@ -6,8 +6,8 @@
 //! Parameters live outside the arena (value, gradient accumulator, version); a node
 //! refers to a parameter through a leaf.
 
+use std::any::Any;
 use std::cell::RefCell;
-use std::ops::{Add, Div, Mul, Neg, Sub};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::ThreadId;
@@ -15,36 +15,33 @@ use std::thread::ThreadId;
 use smallvec::SmallVec;
 
 use crate::error::{Error, Result};
-use crate::num::Num;
-use crate::op::{Backend, Contribution, Eager, Op};
+use crate::op::{Contribution, Extern, Op};
 use crate::ops::binary::Binary;
-use crate::ops::index::scatter_add;
-use crate::ops::shape::Mask;
-use crate::ops::unary::Unary;
+use crate::sweep;
 use crate::value::{Dtype, Shape, Value};
 
 /// A node's position in its tape.
 pub type NodeId = usize;
 
-type Inputs = SmallVec<[NodeId; 2]>;
+pub(crate) type Inputs = SmallVec<[NodeId; 2]>;
 
-struct Node {
-    op: Op,
-    inputs: Inputs,
+pub(crate) struct Node {
+    pub(crate) op: Op,
+    pub(crate) inputs: Inputs,
     /// The output; freed when a consuming sweep has passed (handles keep their own).
-    value: Option<Value>,
-    needs_grad: bool,
-    consumed: bool,
+    pub(crate) value: Option<Value>,
+    pub(crate) needs_grad: bool,
+    pub(crate) consumed: bool,
     /// How many live handles refer to this node.
-    handles: u32,
+    pub(crate) handles: u32,
 }
 
-struct Arena {
-    nodes: Vec<Node>,
+pub(crate) struct Arena {
+    pub(crate) nodes: Vec<Node>,
     /// Bumped each time the arena is cleared; handles from earlier epochs are stale.
-    epoch: u64,
+    pub(crate) epoch: u64,
     /// Live handles that refer to unconsumed nodes: the arena is cleared when none do.
-    live: usize,
+    pub(crate) live: usize,
 }
 
 impl Arena {
@@ -62,6 +59,8 @@ pub struct Tape {
     arena: Mutex<Arena>,
     owner: ThreadId,
     id: u64,
+    /// What an embedding (the Python boundary) keeps beside the tape.
+    extension: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
 }
 
 static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(1);
@@ -76,10 +75,29 @@ impl Tape {
             }),
             owner: std::thread::current().id(),
             id: NEXT_TAPE_ID.fetch_add(1, Ordering::Relaxed),
+            extension: Mutex::new(None),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Arena> {
+    /// What an embedding keeps beside this tape (the Python boundary keeps the
+    /// callables of custom rules there, visible to Python's garbage collector).
+    pub fn extension(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+        self.extension
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_extension(&self, value: Option<Arc<dyn Any + Send + Sync>>) {
+        *self.extension.lock().unwrap_or_else(|e| e.into_inner()) = value;
+    }
+
+    /// The current epoch: bumped each time the arena is cleared.
+    pub fn epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Arena> {
         // A poisoned lock only means another thread panicked while holding it; the
         // arena itself stays consistent because every mutation completes under the lock.
         self.arena.lock().unwrap_or_else(|e| e.into_inner())
@@ -156,10 +174,10 @@ impl Param {
         Ok(())
     }
 
-    fn accumulate(&self, g: Value) -> Result<()> {
+    pub(crate) fn accumulate(&self, g: Value) -> Result<()> {
         let g = g.cast(self.value().dtype())?;
         let mut slot = self.grad.lock().unwrap_or_else(|e| e.into_inner());
-        add_into(&mut slot, Contribution::Dense(g))
+        sweep::add_into(&mut slot, Contribution::Dense(g))
     }
 }
 
@@ -205,6 +223,14 @@ pub struct Tracked {
 }
 
 impl Tracked {
+    /// The node this handle stands for, if it is a node of `tape` at `epoch`.
+    pub(crate) fn node_on(&self, tape: &Arc<Tape>, epoch: u64) -> Option<NodeId> {
+        match &self.link {
+            Link::Node(r) if Arc::ptr_eq(&r.tape, tape) && r.epoch == epoch => Some(r.id),
+            _ => None,
+        }
+    }
+
     /// A new parameter (a leaf) owning `value`.
     pub fn param(value: Value) -> Tracked {
         Tracked {
@@ -231,6 +257,14 @@ impl Tracked {
         match &self.link {
             Link::Param(p) => p.value().dtype(),
             Link::Node(r) => r.value.dtype(),
+        }
+    }
+
+    /// The tape of a recorded value (`None` for a parameter).
+    pub fn tape(&self) -> Option<&Arc<Tape>> {
+        match &self.link {
+            Link::Param(_) => None,
+            Link::Node(r) => Some(&r.tape),
         }
     }
 
@@ -285,7 +319,7 @@ pub enum Arg {
 }
 
 impl Arg {
-    fn value(&self) -> Value {
+    pub fn value(&self) -> Value {
         match self {
             Arg::Tracked(t) => t.value(),
             Arg::Value(v) => v.clone(),
@@ -320,6 +354,8 @@ struct Frame {
     tape: Arc<Tape>,
     /// Values of enclosing scopes this scope used as constants.
     outer: Vec<Arg>,
+    /// Parameters this scope differentiates (implicit `Params`): their leaf nodes.
+    watched: Vec<(Arc<Param>, u64, NodeId)>,
 }
 
 struct ThreadState {
@@ -329,7 +365,7 @@ struct ThreadState {
 
 thread_local! {
     static STATE: RefCell<ThreadState> = RefCell::new(ThreadState {
-        frames: vec![Frame { tape: Tape::new(), outer: Vec::new() }],
+        frames: vec![Frame { tape: Tape::new(), outer: Vec::new(), watched: Vec::new() }],
         grad_enabled: true,
     });
 }
@@ -356,6 +392,19 @@ fn is_top_level(tape: &Arc<Tape>) -> bool {
     })
 }
 
+/// The leaf of a parameter the current scope differentiates (implicit `Params`).
+fn watched_leaf(p: &Arc<Param>, epoch: u64) -> Option<NodeId> {
+    STATE.with(|s| {
+        let s = s.borrow();
+        let frame = s.frames.last()?;
+        frame
+            .watched
+            .iter()
+            .find(|(q, e, _)| Arc::ptr_eq(p, q) && *e == epoch)
+            .map(|&(_, _, id)| id)
+    })
+}
+
 /// How an argument appears on the current tape.
 enum Resolved {
     Node(NodeId),
@@ -374,6 +423,9 @@ fn resolve(
         Arg::Value(v) => Ok(Resolved::Leaf(Op::Const, v.clone(), false)),
         Arg::Tracked(t) => match &t.link {
             Link::Param(p) => {
+                if let Some(id) = watched_leaf(p, arena.epoch) {
+                    return Ok(Resolved::Node(id));
+                }
                 if !top {
                     outer.push(arg.clone());
                     return Ok(Resolved::Leaf(Op::Const, p.value(), false));
@@ -419,7 +471,13 @@ fn resolve(
     }
 }
 
-fn push(arena: &mut Arena, op: Op, inputs: Inputs, value: Value, needs_grad: bool) -> NodeId {
+pub(crate) fn push(
+    arena: &mut Arena,
+    op: Op,
+    inputs: Inputs,
+    value: Value,
+    needs_grad: bool,
+) -> NodeId {
     arena.nodes.push(Node {
         op,
         inputs,
@@ -448,7 +506,7 @@ fn push_leaf(arena: &mut Arena, tape: &Tape, leaf: Op, value: Value, needs: bool
     id
 }
 
-fn new_handle(arena: &mut Arena, tape: &Arc<Tape>, id: NodeId) -> Tracked {
+pub(crate) fn new_handle(arena: &mut Arena, tape: &Arc<Tape>, id: NodeId) -> Tracked {
     let (op, value) = match arena.nodes.get_mut(id) {
         Some(node) => {
             node.handles += 1;
@@ -476,6 +534,17 @@ fn unifies_dtypes(op: &Op) -> bool {
 /// Runs `op` on `args`, recording it on the current tape when an argument is tracked
 /// and recording is on. Mixed dtypes are promoted as `np.result_type`.
 pub fn apply(op: Op, args: &[Arg]) -> Result<Output> {
+    record(op, args, None)
+}
+
+/// Records an external rule (custom rule, hook, checkpoint) on `args`, whose forward
+/// value its caller computed.
+pub fn apply_extern(rule: Arc<dyn Extern>, args: &[Arg], value: Value) -> Result<Output> {
+    record(Op::Extern(rule), args, Some(value))
+}
+
+/// `op`'s value (`given`, or computed), recorded when an argument is tracked.
+fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
     let target = unifies_dtypes(&op).then(|| {
         args.iter()
             .map(|a| a.value().dtype())
@@ -492,7 +561,10 @@ pub fn apply(op: Op, args: &[Arg]) -> Result<Output> {
             })
             .collect::<Result<_>>()?;
         let refs: Vec<&Value> = values.iter().collect();
-        return Ok(Output::Value(op.forward(&refs)?));
+        return Ok(Output::Value(match given {
+            Some(v) => v,
+            None => op.forward(&refs)?,
+        }));
     }
     let tape = current_tape();
     let top = is_top_level(&tape);
@@ -545,7 +617,10 @@ pub fn apply(op: Op, args: &[Arg]) -> Result<Output> {
         values.push(value);
     }
     let refs: SmallVec<[&Value; 2]> = values.iter().collect();
-    let value = op.forward(&refs)?;
+    let value = match given {
+        Some(v) => v,
+        None => op.forward(&refs)?,
+    };
     if !outer.is_empty() {
         STATE.with(|s| {
             if let Some(f) = s.borrow_mut().frames.last_mut() {
@@ -558,513 +633,6 @@ pub fn apply(op: Op, args: &[Arg]) -> Result<Output> {
     }
     let id = push(&mut arena, op, ids, value, true);
     Ok(Output::Tracked(new_handle(&mut arena, &tape, id)))
-}
-
-/// Adds a contribution to a gradient slot, in place when the slot owns its buffer.
-fn add_into(slot: &mut Option<Value>, contribution: Contribution<Value>) -> Result<()> {
-    match (slot.as_mut(), contribution) {
-        (None, Contribution::Dense(g)) => *slot = Some(g),
-        (None, Contribution::Scatter { gather, piece }) => {
-            *slot = Some(crate::ops::index::scatter(&gather, &piece)?);
-        }
-        (Some(acc), Contribution::Dense(g)) => match (acc, &g) {
-            (Value::F32(a), Value::F32(g)) if a.shape() == g.shape() => a
-                .make_mut()?
-                .iter_mut()
-                .zip(g.as_slice())
-                .for_each(|(a, &g)| *a += g),
-            (Value::F64(a), Value::F64(g)) if a.shape() == g.shape() => a
-                .make_mut()?
-                .iter_mut()
-                .zip(g.as_slice())
-                .for_each(|(a, &g)| *a += g),
-            (acc, _) => *acc = Binary::Add.forward(acc, &g)?,
-        },
-        (Some(acc), Contribution::Scatter { gather, piece }) => match (acc, &piece) {
-            (Value::F32(a), Value::F32(p)) => scatter_add(&gather, p.as_slice(), a.make_mut()?),
-            (Value::F64(a), Value::F64(p)) => scatter_add(&gather, p.as_slice(), a.make_mut()?),
-            _ => return Err(crate::op::mixed_dtypes("scatter_add")),
-        },
-    }
-    Ok(())
-}
-
-/// What one node of a sweep needs: its op, its inputs, its output and which inputs
-/// want a gradient.
-struct Step<A> {
-    op: Op,
-    inputs: SmallVec<[A; 2]>,
-    input_ids: Inputs,
-    y: A,
-    needs: SmallVec<[bool; 2]>,
-}
-
-/// Reads nodes for a sweep and adds contributions, for one backend.
-trait Walk {
-    type B: Backend;
-    fn backend(&mut self) -> &mut Self::B;
-    /// The node's step, or `None` for a leaf (whose slot is left for the caller).
-    fn step(&mut self, id: NodeId) -> Result<Option<Step<<Self::B as Backend>::A>>>;
-    fn accumulate(
-        &mut self,
-        slot: &mut Option<<Self::B as Backend>::A>,
-        c: Contribution<<Self::B as Backend>::A>,
-    ) -> Result<()>;
-    /// Called after a node's pullback: a consuming sweep frees its saved value here.
-    fn done(&mut self, id: NodeId);
-    /// A leaf reached with a gradient.
-    fn leaf(&mut self, id: NodeId, g: &<Self::B as Backend>::A) -> Result<()>;
-}
-
-/// The reverse sweep from `root` with gradient `seed`: one loop down the arena.
-/// Returns every node's gradient slot (leaves keep theirs).
-fn sweep<W: Walk>(
-    walk: &mut W,
-    root: NodeId,
-    seed: <W::B as Backend>::A,
-) -> Result<Vec<Option<<W::B as Backend>::A>>> {
-    let mut grads: Vec<Option<<W::B as Backend>::A>> = Vec::new();
-    grads
-        .try_reserve_exact(root + 1)
-        .map_err(|_| Error::Memory {
-            op: "back",
-            bytes: root.saturating_mul(32),
-        })?;
-    grads.resize_with(root + 1, || None);
-    if let Some(slot) = grads.last_mut() {
-        *slot = Some(seed);
-    }
-    for id in (0..=root).rev() {
-        let Some(dy) = grads.get(id).and_then(|g| g.clone()) else {
-            continue;
-        };
-        let Some(step) = walk.step(id)? else {
-            walk.leaf(id, &dy)?;
-            continue;
-        };
-        if let Some(slot) = grads.get_mut(id) {
-            *slot = None;
-        }
-        let contributions =
-            step.op
-                .pullback(walk.backend(), &step.inputs, &step.y, &dy, &step.needs)?;
-        for (c, &input) in contributions.into_iter().zip(step.input_ids.iter()) {
-            if let (Some(c), Some(slot)) = (c, grads.get_mut(input)) {
-                let mut taken = slot.take();
-                walk.accumulate(&mut taken, c)?;
-                if let Some(slot) = grads.get_mut(input) {
-                    *slot = taken;
-                }
-            }
-        }
-        walk.done(id);
-    }
-    Ok(grads)
-}
-
-/// The eager walk: buffers, optionally consuming the nodes it passes.
-struct EagerWalk<'a> {
-    arena: &'a mut Arena,
-    consume: bool,
-    /// Accumulate into parameters (the in-place `back`).
-    into_params: bool,
-    eager: Eager,
-}
-
-impl Walk for EagerWalk<'_> {
-    type B = Eager;
-
-    fn backend(&mut self) -> &mut Eager {
-        &mut self.eager
-    }
-
-    fn step(&mut self, id: NodeId) -> Result<Option<Step<Value>>> {
-        let arena = &*self.arena;
-        let Some(node) = arena.nodes.get(id) else {
-            return Ok(None);
-        };
-        if node.op.is_leaf() {
-            return Ok(None);
-        }
-        if node.consumed {
-            return Err(Error::Consumed { op: node.op.name() });
-        }
-        let mut inputs = SmallVec::new();
-        let mut needs = SmallVec::new();
-        for &i in &node.inputs {
-            let input = arena.nodes.get(i);
-            match input.and_then(|n| n.value.clone()) {
-                Some(v) => inputs.push(v),
-                None => {
-                    return Err(Error::Consumed {
-                        op: input.map_or("?", |n| n.op.name()),
-                    });
-                }
-            }
-            needs.push(input.is_some_and(|n| n.needs_grad));
-        }
-        let y = node
-            .value
-            .clone()
-            .ok_or(Error::Consumed { op: node.op.name() })?;
-        Ok(Some(Step {
-            op: node.op.clone(),
-            inputs,
-            input_ids: node.inputs.clone(),
-            y,
-            needs,
-        }))
-    }
-
-    fn accumulate(&mut self, slot: &mut Option<Value>, c: Contribution<Value>) -> Result<()> {
-        add_into(slot, c)
-    }
-
-    fn done(&mut self, id: NodeId) {
-        if !self.consume {
-            return;
-        }
-        if let Some(node) = self.arena.nodes.get_mut(id) {
-            node.consumed = true;
-            node.value = None;
-            let handles = node.handles as usize;
-            self.arena.live = self.arena.live.saturating_sub(handles);
-        }
-    }
-
-    fn leaf(&mut self, id: NodeId, g: &Value) -> Result<()> {
-        match self.arena.nodes.get(id).map(|n| &n.op) {
-            Some(Op::Consumed(op)) => Err(Error::Consumed { op }),
-            Some(Op::Param(p)) if self.into_params => p.accumulate(g.clone()),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// The recording backend: every op of a pullback becomes a node on the same tape, so
-/// gradients are themselves differentiable.
-pub struct Recorder<'t> {
-    arena: RefCell<&'t mut Arena>,
-    error: RefCell<Option<Error>>,
-}
-
-impl<'t> Recorder<'t> {
-    fn record(&self, op: Op, inputs: &[NodeId]) -> Result<NodeId> {
-        let mut arena = self.arena.borrow_mut();
-        let mut values: SmallVec<[Value; 2]> = SmallVec::new();
-        let mut needs = false;
-        for &i in inputs {
-            let node = arena.nodes.get(i).ok_or(Error::Usage {
-                message: "internal: missing node".into(),
-            })?;
-            values.push(
-                node.value
-                    .clone()
-                    .ok_or(Error::Consumed { op: node.op.name() })?,
-            );
-            needs |= node.needs_grad;
-        }
-        let refs: SmallVec<[&Value; 2]> = values.iter().collect();
-        let value = op.forward(&refs)?;
-        Ok(push(
-            &mut arena,
-            op,
-            Inputs::from_slice(inputs),
-            value,
-            needs,
-        ))
-    }
-
-    fn constant(&self, value: Value) -> NodeId {
-        push(
-            &mut self.arena.borrow_mut(),
-            Op::Const,
-            Inputs::new(),
-            value,
-            false,
-        )
-    }
-
-    fn value(&self, id: NodeId) -> Result<Value> {
-        let arena = self.arena.borrow();
-        let node = arena.nodes.get(id).ok_or(Error::Usage {
-            message: "internal: missing node".into(),
-        })?;
-        node.value
-            .clone()
-            .ok_or(Error::Consumed { op: node.op.name() })
-    }
-
-    /// Records `op`, or remembers the first failure (operators cannot return errors).
-    fn var(&self, op: Op, inputs: &[NodeId]) -> Var<'_, 't> {
-        let id = match self.record(op, inputs) {
-            Ok(id) => id,
-            Err(e) => {
-                self.error.borrow_mut().get_or_insert(e);
-                inputs.first().copied().unwrap_or(0)
-            }
-        };
-        Var { rec: self, id }
-    }
-
-    fn checked(&self, v: Var<'_, 't>) -> Result<NodeId> {
-        match self.error.borrow_mut().take() {
-            Some(e) => Err(e),
-            None => Ok(v.id),
-        }
-    }
-
-    fn mask(&self, a: NodeId, b: NodeId, f: impl Fn(Value, Value) -> Result<Value>) -> Var<'_, 't> {
-        let id = match self
-            .value(a)
-            .and_then(|a| Ok((a, self.value(b)?)))
-            .and_then(|(a, b)| f(a, b))
-        {
-            Ok(v) => self.constant(v),
-            Err(e) => {
-                self.error.borrow_mut().get_or_insert(e);
-                a
-            }
-        };
-        Var { rec: self, id }
-    }
-}
-
-/// A recorded value inside a pullback: the scalar-like type of elementwise rules when
-/// they record.
-#[derive(Clone, Copy)]
-pub struct Var<'r, 't> {
-    rec: &'r Recorder<'t>,
-    id: NodeId,
-}
-
-macro_rules! var_operator {
-    ($trait:ident, $method:ident, $op:ident) => {
-        impl<'r, 't> $trait for Var<'r, 't> {
-            type Output = Var<'r, 't>;
-            fn $method(self, other: Self) -> Self {
-                self.rec.var(Op::Binary(Binary::$op), &[self.id, other.id])
-            }
-        }
-    };
-}
-
-var_operator!(Add, add, Add);
-var_operator!(Sub, sub, Sub);
-var_operator!(Mul, mul, Mul);
-var_operator!(Div, div, Div);
-
-impl Neg for Var<'_, '_> {
-    type Output = Self;
-    fn neg(self) -> Self {
-        self.rec.var(Op::Unary(Unary::Neg), &[self.id])
-    }
-}
-
-impl Var<'_, '_> {
-    fn unary(self, op: Unary) -> Self {
-        self.rec.var(Op::Unary(op), &[self.id])
-    }
-
-    /// Elementwise `f` of primal values as a constant: a mask.
-    fn primal_mask(self, other: Self, f: fn(f64, f64) -> f64) -> Self {
-        self.rec.mask(self.id, other.id, |a, b| {
-            let dtype = a.dtype().promote(b.dtype());
-            let shape = crate::broadcast::broadcast_shapes("mask", a.shape(), b.shape())?;
-            let (a, b) = (a.cast(Dtype::F64)?, b.cast(Dtype::F64)?);
-            match (&a, &b) {
-                (Value::F64(a), Value::F64(b)) => {
-                    Value::F64(crate::kernel::zip("mask", [a, b], &shape, |[a, b]| {
-                        f(a, b)
-                    })?)
-                    .cast(dtype)
-                }
-                _ => Err(crate::op::mixed_dtypes("mask")),
-            }
-        })
-    }
-}
-
-impl Num for Var<'_, '_> {
-    fn lit(self, value: f64) -> Self {
-        let dtype = self
-            .rec
-            .value(self.id)
-            .map(|v| v.dtype())
-            .unwrap_or(Dtype::F64);
-        let id = self.rec.constant(Value::scalar(value, dtype));
-        Var { rec: self.rec, id }
-    }
-    fn exp(self) -> Self {
-        self.unary(Unary::Exp)
-    }
-    fn ln(self) -> Self {
-        self.unary(Unary::Log)
-    }
-    fn sin(self) -> Self {
-        self.unary(Unary::Sin)
-    }
-    fn cos(self) -> Self {
-        self.unary(Unary::Cos)
-    }
-    fn tanh(self) -> Self {
-        self.unary(Unary::Tanh)
-    }
-    fn sqrt(self) -> Self {
-        self.unary(Unary::Sqrt)
-    }
-    fn abs(self) -> Self {
-        self.unary(Unary::Abs)
-    }
-    fn powf(self, exponent: Self) -> Self {
-        self.rec
-            .var(Op::Binary(Binary::Pow), &[self.id, exponent.id])
-    }
-    fn maximum(self, other: Self) -> Self {
-        self.rec
-            .var(Op::Binary(Binary::Maximum), &[self.id, other.id])
-    }
-    fn minimum(self, other: Self) -> Self {
-        self.rec
-            .var(Op::Binary(Binary::Minimum), &[self.id, other.id])
-    }
-    fn sign(self) -> Self {
-        self.primal_mask(self, |a, _| Num::sign(a))
-    }
-    fn share(self, other: Self) -> Self {
-        self.primal_mask(other, Num::share)
-    }
-    fn is_zero(self) -> Self {
-        self.primal_mask(self, |a, _| Num::is_zero(a))
-    }
-    fn nonnegative(self) -> Self {
-        self.primal_mask(self, |a, _| Num::nonnegative(a))
-    }
-    fn replace_where(self, condition: Self, value: f64) -> Self {
-        let mask = self.rec.value(condition.id).map(|c| Mask {
-            shape: c.shape().into(),
-            bits: c.to_f64_vec().iter().map(|&v| v != 0.0).collect(),
-        });
-        match mask {
-            Ok(mask) => {
-                let value = self.lit(value);
-                self.rec
-                    .var(Op::Where(Arc::new(mask)), &[value.id, self.id])
-            }
-            Err(e) => {
-                self.rec.error.borrow_mut().get_or_insert(e);
-                self
-            }
-        }
-    }
-}
-
-/// The recording backend over a [`Recorder`].
-struct RecordWalk<'r, 't> {
-    rec: &'r Recorder<'t>,
-}
-
-impl Backend for RecordWalk<'_, '_> {
-    type A = NodeId;
-
-    fn apply(&mut self, op: Op, inputs: &[&NodeId]) -> Result<NodeId> {
-        let ids: SmallVec<[NodeId; 2]> = inputs.iter().map(|&&i| i).collect();
-        self.rec.record(op, &ids)
-    }
-
-    fn constant(&mut self, value: Value) -> Result<NodeId> {
-        Ok(self.rec.constant(value))
-    }
-
-    fn value(&self, a: &NodeId) -> Result<Value> {
-        self.rec.value(*a)
-    }
-
-    fn shape(&self, a: &NodeId) -> Shape {
-        self.rec
-            .value(*a)
-            .map(|v| v.shape().into())
-            .unwrap_or_default()
-    }
-
-    fn dtype(&self, a: &NodeId) -> Dtype {
-        self.rec.value(*a).map(|v| v.dtype()).unwrap_or(Dtype::F64)
-    }
-
-    fn unary_rule(&mut self, op: Unary, x: &NodeId, y: &NodeId, dy: &NodeId) -> Result<NodeId> {
-        let var = |id| Var { rec: self.rec, id };
-        let g = op.rule(var(*x), var(*y), var(*dy));
-        self.rec.checked(g)
-    }
-
-    fn binary_rule(
-        &mut self,
-        op: Binary,
-        side: usize,
-        [a, b]: [&NodeId; 2],
-        y: &NodeId,
-        dy: &NodeId,
-    ) -> Result<NodeId> {
-        let var = |id| Var { rec: self.rec, id };
-        let g = op.rule(side, var(*a), var(*b), var(*y), var(*dy));
-        self.rec.checked(g)
-    }
-}
-
-impl Walk for RecordWalk<'_, '_> {
-    type B = Self;
-
-    fn backend(&mut self) -> &mut Self {
-        self
-    }
-
-    fn step(&mut self, id: NodeId) -> Result<Option<Step<NodeId>>> {
-        let arena = self.rec.arena.borrow();
-        let Some(node) = arena.nodes.get(id) else {
-            return Ok(None);
-        };
-        if node.op.is_leaf() {
-            return Ok(None);
-        }
-        if node.consumed {
-            return Err(Error::Consumed { op: node.op.name() });
-        }
-        let needs = node
-            .inputs
-            .iter()
-            .map(|&i| arena.nodes.get(i).is_some_and(|n| n.needs_grad))
-            .collect();
-        Ok(Some(Step {
-            op: node.op.clone(),
-            inputs: node.inputs.clone(),
-            input_ids: node.inputs.clone(),
-            y: id,
-            needs,
-        }))
-    }
-
-    fn accumulate(&mut self, slot: &mut Option<NodeId>, c: Contribution<NodeId>) -> Result<()> {
-        let g = match c {
-            Contribution::Dense(g) => g,
-            Contribution::Scatter { gather, piece } => {
-                self.rec.record(Op::Scatter(gather), &[piece])?
-            }
-        };
-        *slot = Some(match *slot {
-            Some(acc) => self.rec.record(Op::Binary(Binary::Add), &[acc, g])?,
-            None => g,
-        });
-        Ok(())
-    }
-
-    fn done(&mut self, _id: NodeId) {}
-
-    fn leaf(&mut self, id: NodeId, _g: &NodeId) -> Result<()> {
-        match self.rec.arena.borrow().nodes.get(id).map(|n| &n.op) {
-            Some(Op::Consumed(op)) => Err(Error::Consumed { op }),
-            _ => Ok(()),
-        }
-    }
 }
 
 /// Checks that a loss (with no seed) is a finite scalar, as Tracker.jl's `losscheck`.
@@ -1127,17 +695,10 @@ pub fn backward(y: &Tracked, dy: Option<Value>, once: bool) -> Result<()> {
         return p.accumulate(seed);
     }
     let r = node_of(y)?;
-    let mut arena = r.tape.lock();
-    if arena.epoch != r.epoch {
+    if r.tape.lock().epoch != r.epoch {
         return Err(Error::Consumed { op: r.op });
     }
-    let mut walk = EagerWalk {
-        arena: &mut arena,
-        consume: once,
-        into_params: true,
-        eager: Eager,
-    };
-    sweep(&mut walk, r.id, seed)?;
+    sweep::eager_sweep(&r.tape, r.epoch, r.id, seed, once, true)?;
     Ok(())
 }
 
@@ -1160,6 +721,7 @@ pub fn enter_scope(nest: bool) -> Scope {
         s.frames.push(Frame {
             tape: tape.clone(),
             outer: Vec::new(),
+            watched: Vec::new(),
         });
         Scope {
             tape,
@@ -1195,6 +757,18 @@ impl Scope {
                 };
                 return Ok(new_handle(&mut arena, &self.tape, id));
             }
+            if let Link::Param(p) = &t.link {
+                // Differentiated in this scope wherever it is used (implicit `Params`).
+                let mut arena = self.tape.lock();
+                let id = push(&mut arena, Op::Input, Inputs::new(), p.value(), true);
+                let epoch = arena.epoch;
+                STATE.with(|s| {
+                    if let Some(f) = s.borrow_mut().frames.get_mut(self.depth - 1) {
+                        f.watched.push((p.clone(), epoch, id));
+                    }
+                });
+                return Ok(new_handle(&mut arena, &self.tape, id));
+            }
             self.note_outer(x.clone());
         }
         let mut arena = self.tape.lock();
@@ -1216,7 +790,7 @@ impl Scope {
         &self,
         y: &Output,
         inputs: &[Tracked],
-        seed: Option<Value>,
+        seed: Option<Arg>,
         retain: bool,
     ) -> Result<Vec<Output>> {
         let zeros = |t: &Tracked| {
@@ -1232,7 +806,7 @@ impl Scope {
                 t
             }
             Output::Tracked(t) if inputs.iter().any(|i| i.same(t)) => {
-                let seed = seed_for(&t.value(), seed)?;
+                let seed = seed_for(&t.value(), seed.map(|s| s.value()))?;
                 return inputs
                     .iter()
                     .map(|i| {
@@ -1245,12 +819,17 @@ impl Scope {
                     .collect();
             }
             other => {
-                seed_for(&other.value(), seed)?;
+                seed_for(&other.value(), seed.map(|s| s.value()))?;
                 return inputs.iter().map(zeros).collect();
             }
         };
         let r = node_of(y)?;
-        let seed = seed_for(&r.value, seed)?;
+        // A tracked seed (a nested checkpoint's) stays a node of the recording sweep.
+        let tracked_seed = match &seed {
+            Some(Arg::Tracked(s)) if self.nest => s.node_on(&self.tape, r.epoch),
+            _ => None,
+        };
+        let seed = seed_for(&r.value, seed.map(|s| s.value()))?;
         let wanted: Vec<Option<NodeId>> = inputs
             .iter()
             .map(|t| match &t.link {
@@ -1260,23 +839,17 @@ impl Scope {
                 _ => None,
             })
             .collect();
-        let mut arena = self.tape.lock();
-        if arena.epoch != r.epoch {
+        if self.tape.lock().epoch != r.epoch {
             return Err(Error::Consumed { op: r.op });
         }
         if self.nest {
-            let rec = Recorder {
-                arena: RefCell::new(&mut arena),
-                error: RefCell::new(None),
-            };
-            let seed_id = rec.constant(seed);
-            let grads = sweep(&mut RecordWalk { rec: &rec }, r.id, seed_id)?;
-            let arena = rec.arena.into_inner();
+            let grads = sweep::recorded_sweep(&self.tape, r.epoch, r.id, seed, tracked_seed)?;
+            let mut arena = self.tape.lock();
             let mut out = Vec::with_capacity(inputs.len());
             for (t, w) in inputs.iter().zip(&wanted) {
                 out.push(match w.and_then(|id| grads.get(id).copied().flatten()) {
                     Some(g) if arena.nodes.get(g).is_some_and(|n| n.needs_grad) => {
-                        Output::Tracked(new_handle(arena, &self.tape, g))
+                        Output::Tracked(new_handle(&mut arena, &self.tape, g))
                     }
                     Some(g) => {
                         Output::Value(arena.nodes.get(g).and_then(|n| n.value.clone()).ok_or(
@@ -1290,13 +863,7 @@ impl Scope {
             }
             return Ok(out);
         }
-        let mut walk = EagerWalk {
-            arena: &mut arena,
-            consume: !retain,
-            into_params: false,
-            eager: Eager,
-        };
-        let mut grads = sweep(&mut walk, r.id, seed)?;
+        let mut grads = sweep::eager_sweep(&self.tape, r.epoch, r.id, seed, !retain, false)?;
         let mut out = Vec::with_capacity(inputs.len());
         for (t, w) in inputs.iter().zip(&wanted) {
             out.push(
@@ -1307,6 +874,17 @@ impl Scope {
             );
         }
         Ok(out)
+    }
+
+    /// Stops recording in this scope (ops record on the enclosing one again) while
+    /// keeping its tape for later sweeps (`forward`'s reusable pullback).
+    pub fn leave(&self) {
+        STATE.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.frames.len() == self.depth && self.depth > 1 {
+                s.frames.pop();
+            }
+        });
     }
 
     /// Leaves the scope. If the computation used values of enclosing scopes as

@@ -65,10 +65,15 @@ pub fn to_numpy_scalar<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'p
 /// A result for Python: a tracked handle, or a plain NumPy value.
 pub fn output_to_py(py: Python<'_>, out: Output) -> PyResult<Py<PyAny>> {
     match out {
-        Output::Tracked(t) if t.shape().is_empty() => {
-            Ok(Py::new(py, PyTrackedReal { inner: t })?.into_any())
+        Output::Tracked(t) => {
+            // A handle holds its tape's Python callables, if any (see `rules`).
+            let objects = t.tape().and_then(|tape| crate::rules::objects_of(py, tape));
+            if t.shape().is_empty() {
+                Ok(Py::new(py, PyTrackedReal { inner: t, objects })?.into_any())
+            } else {
+                Ok(Py::new(py, PyTrackedArray { inner: t, objects })?.into_any())
+            }
         }
-        Output::Tracked(t) => Ok(Py::new(py, PyTrackedArray { inner: t })?.into_any()),
         Output::Value(v) if v.shape().is_empty() => Ok(to_numpy_scalar(py, &v)?.unbind()),
         Output::Value(v) => Ok(to_numpy(py, v)?.unbind()),
     }

@@ -39,6 +39,11 @@ create_exception!(
 pub fn to_py(error: Error) -> PyErr {
     let message = error.to_string();
     match error {
+        // The pullback's own exception, re-raised as it was.
+        Error::External { payload, .. } => match payload.0.downcast_ref::<PyErr>() {
+            Some(e) => pyo3::Python::attach(|py| e.clone_ref(py)),
+            None => TrackerError::new_err(message),
+        },
         Error::Shape { .. } => PyValueError::new_err(message),
         Error::Index { .. } => PyIndexError::new_err(message),
         Error::Type { .. } => PyTypeError::new_err(message),

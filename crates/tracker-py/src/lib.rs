@@ -4,6 +4,7 @@
 mod convert;
 mod errors;
 mod ops;
+mod rules;
 mod scope;
 mod tracked;
 
@@ -205,6 +206,16 @@ fn place(
     ops::place(py, x, shape, key)
 }
 
+/// `x`, marked so that any backward pass through it raises `message`.
+#[pyfunction]
+fn nobacksies(py: Python<'_>, message: &str, x: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let arg = convert::arg_or_raise(x, None, "nobacksies")?;
+    output_to_py(
+        py,
+        tracker_core::apply(Op::Nobacksies(message.into()), &[arg]).py()?,
+    )
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -230,6 +241,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(where_, m)?)?;
     m.add_function(wrap_pyfunction!(dot_py, m)?)?;
     m.add_function(wrap_pyfunction!(place, m)?)?;
+    m.add_function(wrap_pyfunction!(nobacksies, m)?)?;
+    m.add_function(wrap_pyfunction!(rules::record_rule, m)?)?;
+    m.add_class::<rules::TapeObjects>()?;
     m.add_function(wrap_pyfunction!(scope::enter_scope, m)?)?;
     Ok(())
 }

@@ -57,11 +57,16 @@ impl PyScope {
                     .ok_or_else(|| PyRuntimeError::new_err("gradient: inputs must be tracked"))
             })
             .collect::<PyResult<Vec<_>>>()?;
-        let seed = seed
-            .map(|s| array_value(s, Some(y.value().dtype())))
-            .transpose()?;
+        let dtype = Some(y.value().dtype());
+        let seed = seed.map(|s| arg_or_raise(s, dtype, "gradient")).transpose()?;
         let grads = self.scope()?.gradient(&y, &inputs, seed, retain).py()?;
         grads.into_iter().map(|g| output_to_py(py, g)).collect()
+    }
+
+    /// Stops recording in this scope while keeping its tape for later sweeps.
+    fn leave(&self) -> PyResult<()> {
+        self.scope()?.leave();
+        Ok(())
     }
 
     /// Leaves the scope; results that depend on enclosing values are marked.

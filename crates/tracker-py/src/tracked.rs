@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
 use tracker_core::ops::binary::Binary;
 use tracker_core::ops::reduce::Reduce;
 use tracker_core::ops::unary::Unary;
@@ -14,17 +15,21 @@ use tracker_core::{Tracked, Value};
 use crate::convert::{arg_from_py, numpy, to_numpy, to_numpy_scalar};
 use crate::errors::IntoPyResult;
 use crate::ops;
+use crate::rules::TapeObjects;
 
 /// A tracked array (1 or more dimensions).
 #[pyclass(frozen, module = "tracker", name = "TrackedArray")]
 pub struct PyTrackedArray {
     pub inner: Tracked,
+    /// The Python callables of the handle's tape (custom rules, hooks, checkpoints).
+    pub objects: Option<Py<TapeObjects>>,
 }
 
 /// A tracked 0-d value.
 #[pyclass(frozen, module = "tracker", name = "TrackedReal")]
 pub struct PyTrackedReal {
     pub inner: Tracked,
+    pub objects: Option<Py<TapeObjects>>,
 }
 
 /// The core handle behind a Python object, if it is tracked.
@@ -74,6 +79,13 @@ macro_rules! tracked_methods {
     ($cls:ident) => {
         #[pymethods]
         impl $cls {
+            fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+                if let Some(objects) = &self.objects {
+                    visit.call(objects)?;
+                }
+                Ok(())
+            }
+
             #[classattr]
             fn __array_priority__() -> f64 {
                 1000.0

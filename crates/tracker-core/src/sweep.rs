@@ -1,0 +1,704 @@
+//! The backward sweep: one reverse loop down the arena, with one of two walks.
+//!
+//! The eager walk computes gradients on buffers (and may consume the nodes it passes);
+//! the recording walk records every step of every pullback as nodes on the same tape,
+//! so the gradients it returns can be differentiated again. The tape's lock is taken
+//! per step, never across a pullback: a rule written in Python may run ops (and drop
+//! handles) while its pullback runs.
+
+use std::cell::RefCell;
+use std::ops::{Add, Div, Mul, Neg, Sub};
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use crate::error::{Error, Result};
+use crate::num::Num;
+use crate::op::{Backend, Contribution, Contributions, Eager, Extern, Op};
+use crate::ops::binary::Binary;
+use crate::ops::index::scatter_add;
+use crate::ops::shape::Mask;
+use crate::ops::unary::Unary;
+use crate::tape::{Arena, Arg, Inputs, NodeId, Tape, new_handle, push};
+use crate::value::{Dtype, Shape, Value};
+
+/// Adds a contribution to a gradient slot, in place when the slot owns its buffer.
+pub(crate) fn add_into(slot: &mut Option<Value>, contribution: Contribution<Value>) -> Result<()> {
+    match (slot.as_mut(), contribution) {
+        (None, Contribution::Dense(g)) => *slot = Some(g),
+        (None, Contribution::Scatter { gather, piece }) => {
+            *slot = Some(crate::ops::index::scatter(&gather, &piece)?);
+        }
+        (Some(acc), Contribution::Dense(g)) => match (acc, &g) {
+            (Value::F32(a), Value::F32(g)) if a.shape() == g.shape() => a
+                .make_mut()?
+                .iter_mut()
+                .zip(g.as_slice())
+                .for_each(|(a, &g)| *a += g),
+            (Value::F64(a), Value::F64(g)) if a.shape() == g.shape() => a
+                .make_mut()?
+                .iter_mut()
+                .zip(g.as_slice())
+                .for_each(|(a, &g)| *a += g),
+            (acc, _) => *acc = Binary::Add.forward(acc, &g)?,
+        },
+        (Some(acc), Contribution::Scatter { gather, piece }) => match (acc, &piece) {
+            (Value::F32(a), Value::F32(p)) => scatter_add(&gather, p.as_slice(), a.make_mut()?),
+            (Value::F64(a), Value::F64(p)) => scatter_add(&gather, p.as_slice(), a.make_mut()?),
+            _ => return Err(crate::op::mixed_dtypes("scatter_add")),
+        },
+    }
+    Ok(())
+}
+
+/// What one node of a sweep needs: its op, its inputs, its output and which inputs
+/// want a gradient.
+struct Step<A> {
+    op: Op,
+    inputs: SmallVec<[A; 2]>,
+    input_ids: Inputs,
+    y: A,
+    needs: SmallVec<[bool; 2]>,
+}
+
+/// Reads nodes for a sweep and adds contributions, for one backend.
+trait Walk {
+    type B: Backend;
+    fn backend(&mut self) -> &mut Self::B;
+    /// The node's step, or `None` for a leaf (whose slot is left for the caller).
+    fn step(&mut self, id: NodeId) -> Result<Option<Step<<Self::B as Backend>::A>>>;
+    fn accumulate(
+        &mut self,
+        slot: &mut Option<<Self::B as Backend>::A>,
+        c: Contribution<<Self::B as Backend>::A>,
+    ) -> Result<()>;
+    /// Called after a node's pullback: a consuming sweep frees its saved value here.
+    fn done(&mut self, id: NodeId);
+    /// A leaf reached with a gradient.
+    fn leaf(&mut self, id: NodeId, g: &<Self::B as Backend>::A) -> Result<()>;
+}
+
+/// The reverse sweep from `root` with gradient `seed`: one loop down the arena.
+/// Returns every node's gradient slot (leaves keep theirs).
+fn sweep<W: Walk>(
+    walk: &mut W,
+    root: NodeId,
+    seed: <W::B as Backend>::A,
+) -> Result<Vec<Option<<W::B as Backend>::A>>> {
+    let mut grads: Vec<Option<<W::B as Backend>::A>> = Vec::new();
+    grads
+        .try_reserve_exact(root + 1)
+        .map_err(|_| Error::Memory {
+            op: "back",
+            bytes: root.saturating_mul(32),
+        })?;
+    grads.resize_with(root + 1, || None);
+    if let Some(slot) = grads.last_mut() {
+        *slot = Some(seed);
+    }
+    for id in (0..=root).rev() {
+        let Some(dy) = grads.get_mut(id).and_then(Option::take) else {
+            continue;
+        };
+        let Some(step) = walk.step(id)? else {
+            walk.leaf(id, &dy)?;
+            if let Some(slot) = grads.get_mut(id) {
+                *slot = Some(dy);
+            }
+            continue;
+        };
+        let contributions =
+            step.op
+                .pullback(walk.backend(), &step.inputs, &step.y, &dy, &step.needs)?;
+        for (c, &input) in contributions.into_iter().zip(step.input_ids.iter()) {
+            if let (Some(c), Some(slot)) = (c, grads.get_mut(input)) {
+                walk.accumulate(slot, c)?;
+            }
+        }
+        walk.done(id);
+    }
+    Ok(grads)
+}
+
+fn cleared() -> Error {
+    Error::Usage {
+        message: "the tape was cleared during the backward pass (a rule's pullback must not \
+                  start a new computation at top level)"
+            .into(),
+    }
+}
+
+/// The eager walk: buffers, optionally consuming the nodes it passes.
+struct EagerWalk<'t> {
+    tape: &'t Tape,
+    epoch: u64,
+    consume: bool,
+    /// Accumulate into parameters (the in-place `back`).
+    into_params: bool,
+    eager: Eager,
+}
+
+impl Walk for EagerWalk<'_> {
+    type B = Eager;
+
+    fn backend(&mut self) -> &mut Eager {
+        &mut self.eager
+    }
+
+    fn step(&mut self, id: NodeId) -> Result<Option<Step<Value>>> {
+        let arena = self.tape.lock();
+        if arena.epoch != self.epoch {
+            return Err(cleared());
+        }
+        let Some(node) = arena.nodes.get(id) else {
+            return Ok(None);
+        };
+        if node.op.is_leaf() {
+            return Ok(None);
+        }
+        if node.consumed {
+            return Err(Error::Consumed { op: node.op.name() });
+        }
+        let mut inputs = SmallVec::new();
+        let mut needs = SmallVec::new();
+        for &i in &node.inputs {
+            let input = arena.nodes.get(i);
+            match input.and_then(|n| n.value.clone()) {
+                Some(v) => inputs.push(v),
+                None => {
+                    return Err(Error::Consumed {
+                        op: input.map_or("?", |n| n.op.name()),
+                    });
+                }
+            }
+            needs.push(input.is_some_and(|n| n.needs_grad));
+        }
+        let y = node
+            .value
+            .clone()
+            .ok_or(Error::Consumed { op: node.op.name() })?;
+        Ok(Some(Step {
+            op: node.op.clone(),
+            inputs,
+            input_ids: node.inputs.clone(),
+            y,
+            needs,
+        }))
+    }
+
+    fn accumulate(&mut self, slot: &mut Option<Value>, c: Contribution<Value>) -> Result<()> {
+        add_into(slot, c)
+    }
+
+    fn done(&mut self, id: NodeId) {
+        if !self.consume {
+            return;
+        }
+        let (value, rule) = {
+            let mut arena = self.tape.lock();
+            let mut freed = (None, None);
+            let mut handles = 0;
+            if let Some(node) = arena.nodes.get_mut(id) {
+                node.consumed = true;
+                handles = node.handles as usize;
+                freed = (
+                    node.value.take(),
+                    match &node.op {
+                        Op::Extern(rule) => Some(rule.clone()),
+                        _ => None,
+                    },
+                );
+            }
+            arena.live = arena.live.saturating_sub(handles);
+            freed
+        };
+        // Freed after the lock is released: either may hold Python objects.
+        drop(value);
+        if let Some(rule) = rule {
+            rule.release();
+        }
+    }
+
+    fn leaf(&mut self, id: NodeId, g: &Value) -> Result<()> {
+        let op = self.tape.lock().nodes.get(id).map(|n| n.op.clone());
+        match op {
+            Some(Op::Consumed(op)) => Err(Error::Consumed { op }),
+            Some(Op::Param(p)) if self.into_params => p.accumulate(g.clone()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Checks the gradients an external pullback returned against its inputs, naming the
+/// rule in every error.
+fn check_extern(rule: &dyn Extern, grads: &[Option<Arg>], inputs: &[Value]) -> Result<()> {
+    let name = rule.name();
+    if grads.len() != inputs.len() {
+        return Err(Error::Type {
+            op: name,
+            message: format!(
+                "the pullback returned {} gradients for {} inputs (return one per input, None \
+                 for an input without a gradient)",
+                grads.len(),
+                inputs.len()
+            ),
+        });
+    }
+    for (k, (g, x)) in grads.iter().zip(inputs).enumerate() {
+        let Some(g) = g else { continue };
+        let g = g.value();
+        if g.shape() != x.shape() {
+            return Err(Error::Shape {
+                op: name,
+                message: format!(
+                    "the pullback's gradient {k} has shape {:?}, but input {k} has shape {:?}",
+                    g.shape(),
+                    x.shape()
+                ),
+            });
+        }
+        if g.dtype() != x.dtype() {
+            return Err(Error::Type {
+                op: name,
+                message: format!(
+                    "the pullback's gradient {k} is {}, but input {k} is {}",
+                    g.dtype().name(),
+                    x.dtype().name()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An external rule's gradients on buffers: the pullback gets a plain `dy`.
+pub(crate) fn eager_external(
+    rule: &Arc<dyn Extern>,
+    inputs: &[Value],
+    dy: &Value,
+) -> Result<Contributions<Value>> {
+    let grads = rule.pullback(Arg::Value(dy.clone()))?;
+    check_extern(rule.as_ref(), &grads, inputs)?;
+    Ok(grads
+        .into_iter()
+        .map(|g| g.map(|g| Contribution::Dense(g.value())))
+        .collect())
+}
+
+/// The recording backend: every op of a pullback becomes a node on the same tape, so
+/// gradients are themselves differentiable.
+pub(crate) struct Recorder<'t> {
+    tape: &'t Arc<Tape>,
+    epoch: u64,
+    error: RefCell<Option<Error>>,
+}
+
+impl<'t> Recorder<'t> {
+    pub(crate) fn new(tape: &'t Arc<Tape>, epoch: u64) -> Self {
+        Recorder {
+            tape,
+            epoch,
+            error: RefCell::new(None),
+        }
+    }
+
+    fn arena(&self) -> Result<std::sync::MutexGuard<'_, Arena>> {
+        let arena = self.tape.lock();
+        if arena.epoch != self.epoch {
+            return Err(cleared());
+        }
+        Ok(arena)
+    }
+
+    fn record(&self, op: Op, inputs: &[NodeId]) -> Result<NodeId> {
+        let mut arena = self.arena()?;
+        let mut values: SmallVec<[Value; 2]> = SmallVec::new();
+        let mut needs = false;
+        for &i in inputs {
+            let node = arena.nodes.get(i).ok_or(Error::Usage {
+                message: "internal: missing node".into(),
+            })?;
+            values.push(
+                node.value
+                    .clone()
+                    .ok_or(Error::Consumed { op: node.op.name() })?,
+            );
+            needs |= node.needs_grad;
+        }
+        let refs: SmallVec<[&Value; 2]> = values.iter().collect();
+        let value = op.forward(&refs)?;
+        Ok(push(
+            &mut arena,
+            op,
+            Inputs::from_slice(inputs),
+            value,
+            needs,
+        ))
+    }
+
+    pub(crate) fn constant(&self, value: Value) -> Result<NodeId> {
+        Ok(push(
+            &mut *self.arena()?,
+            Op::Const,
+            Inputs::new(),
+            value,
+            false,
+        ))
+    }
+
+    fn value(&self, id: NodeId) -> Result<Value> {
+        let arena = self.arena()?;
+        let node = arena.nodes.get(id).ok_or(Error::Usage {
+            message: "internal: missing node".into(),
+        })?;
+        node.value
+            .clone()
+            .ok_or(Error::Consumed { op: node.op.name() })
+    }
+
+    /// Remembers the first failure of an operator (operators cannot return errors).
+    fn fail(&self, e: Error) {
+        self.error.borrow_mut().get_or_insert(e);
+    }
+
+    fn var(&self, op: Op, inputs: &[NodeId]) -> Var<'_, 't> {
+        let id = match self.record(op, inputs) {
+            Ok(id) => id,
+            Err(e) => {
+                self.fail(e);
+                inputs.first().copied().unwrap_or(0)
+            }
+        };
+        Var { rec: self, id }
+    }
+
+    fn checked(&self, v: Var<'_, 't>) -> Result<NodeId> {
+        match self.error.borrow_mut().take() {
+            Some(e) => Err(e),
+            None => Ok(v.id),
+        }
+    }
+
+    fn mask(&self, a: NodeId, b: NodeId, f: impl Fn(Value, Value) -> Result<Value>) -> Var<'_, 't> {
+        let id = self
+            .value(a)
+            .and_then(|a| Ok((a, self.value(b)?)))
+            .and_then(|(a, b)| f(a, b))
+            .and_then(|v| self.constant(v));
+        match id {
+            Ok(id) => Var { rec: self, id },
+            Err(e) => {
+                self.fail(e);
+                Var { rec: self, id: a }
+            }
+        }
+    }
+}
+
+/// A recorded value inside a pullback: the scalar-like type of elementwise rules when
+/// they record.
+#[derive(Clone, Copy)]
+pub struct Var<'r, 't> {
+    rec: &'r Recorder<'t>,
+    id: NodeId,
+}
+
+macro_rules! var_operator {
+    ($trait:ident, $method:ident, $op:ident) => {
+        impl<'r, 't> $trait for Var<'r, 't> {
+            type Output = Var<'r, 't>;
+            fn $method(self, other: Self) -> Self {
+                self.rec.var(Op::Binary(Binary::$op), &[self.id, other.id])
+            }
+        }
+    };
+}
+
+var_operator!(Add, add, Add);
+var_operator!(Sub, sub, Sub);
+var_operator!(Mul, mul, Mul);
+var_operator!(Div, div, Div);
+
+impl Neg for Var<'_, '_> {
+    type Output = Self;
+    fn neg(self) -> Self {
+        self.rec.var(Op::Unary(Unary::Neg), &[self.id])
+    }
+}
+
+impl Var<'_, '_> {
+    fn unary(self, op: Unary) -> Self {
+        self.rec.var(Op::Unary(op), &[self.id])
+    }
+
+    /// Elementwise `f` of primal values as a constant: a mask.
+    fn primal_mask(self, other: Self, f: fn(f64, f64) -> f64) -> Self {
+        self.rec.mask(self.id, other.id, |a, b| {
+            let dtype = a.dtype().promote(b.dtype());
+            let shape = crate::broadcast::broadcast_shapes("mask", a.shape(), b.shape())?;
+            let (a, b) = (a.cast(Dtype::F64)?, b.cast(Dtype::F64)?);
+            match (&a, &b) {
+                (Value::F64(a), Value::F64(b)) => {
+                    Value::F64(crate::kernel::zip("mask", [a, b], &shape, |[a, b]| {
+                        f(a, b)
+                    })?)
+                    .cast(dtype)
+                }
+                _ => Err(crate::op::mixed_dtypes("mask")),
+            }
+        })
+    }
+}
+
+impl Num for Var<'_, '_> {
+    fn lit(self, value: f64) -> Self {
+        let dtype = self
+            .rec
+            .value(self.id)
+            .map(|v| v.dtype())
+            .unwrap_or(Dtype::F64);
+        match self.rec.constant(Value::scalar(value, dtype)) {
+            Ok(id) => Var { rec: self.rec, id },
+            Err(e) => {
+                self.rec.fail(e);
+                self
+            }
+        }
+    }
+    fn exp(self) -> Self {
+        self.unary(Unary::Exp)
+    }
+    fn ln(self) -> Self {
+        self.unary(Unary::Log)
+    }
+    fn sin(self) -> Self {
+        self.unary(Unary::Sin)
+    }
+    fn cos(self) -> Self {
+        self.unary(Unary::Cos)
+    }
+    fn tanh(self) -> Self {
+        self.unary(Unary::Tanh)
+    }
+    fn sqrt(self) -> Self {
+        self.unary(Unary::Sqrt)
+    }
+    fn abs(self) -> Self {
+        self.unary(Unary::Abs)
+    }
+    fn powf(self, exponent: Self) -> Self {
+        self.rec
+            .var(Op::Binary(Binary::Pow), &[self.id, exponent.id])
+    }
+    fn maximum(self, other: Self) -> Self {
+        self.rec
+            .var(Op::Binary(Binary::Maximum), &[self.id, other.id])
+    }
+    fn minimum(self, other: Self) -> Self {
+        self.rec
+            .var(Op::Binary(Binary::Minimum), &[self.id, other.id])
+    }
+    fn sign(self) -> Self {
+        self.primal_mask(self, |a, _| Num::sign(a))
+    }
+    fn share(self, other: Self) -> Self {
+        self.primal_mask(other, Num::share)
+    }
+    fn is_zero(self) -> Self {
+        self.primal_mask(self, |a, _| Num::is_zero(a))
+    }
+    fn nonnegative(self) -> Self {
+        self.primal_mask(self, |a, _| Num::nonnegative(a))
+    }
+    fn replace_where(self, condition: Self, value: f64) -> Self {
+        let mask = self.rec.value(condition.id).map(|c| Mask {
+            shape: c.shape().into(),
+            bits: c.to_f64_vec().iter().map(|&v| v != 0.0).collect(),
+        });
+        match mask {
+            Ok(mask) => {
+                let value = self.lit(value);
+                self.rec
+                    .var(Op::Where(Arc::new(mask)), &[value.id, self.id])
+            }
+            Err(e) => {
+                self.rec.fail(e);
+                self
+            }
+        }
+    }
+}
+
+/// The recording walk and backend over a [`Recorder`].
+struct RecordWalk<'r, 't> {
+    rec: &'r Recorder<'t>,
+}
+
+impl Backend for RecordWalk<'_, '_> {
+    type A = NodeId;
+
+    fn apply(&mut self, op: Op, inputs: &[&NodeId]) -> Result<NodeId> {
+        let ids: SmallVec<[NodeId; 2]> = inputs.iter().map(|&&i| i).collect();
+        self.rec.record(op, &ids)
+    }
+
+    fn constant(&mut self, value: Value) -> Result<NodeId> {
+        self.rec.constant(value)
+    }
+
+    fn value(&self, a: &NodeId) -> Result<Value> {
+        self.rec.value(*a)
+    }
+
+    fn shape(&self, a: &NodeId) -> Shape {
+        self.rec
+            .value(*a)
+            .map(|v| v.shape().into())
+            .unwrap_or_default()
+    }
+
+    fn dtype(&self, a: &NodeId) -> Dtype {
+        self.rec.value(*a).map(|v| v.dtype()).unwrap_or(Dtype::F64)
+    }
+
+    fn unary_rule(&mut self, op: Unary, x: &NodeId, y: &NodeId, dy: &NodeId) -> Result<NodeId> {
+        let var = |id| Var { rec: self.rec, id };
+        let g = op.rule(var(*x), var(*y), var(*dy));
+        self.rec.checked(g)
+    }
+
+    fn binary_rule(
+        &mut self,
+        op: Binary,
+        side: usize,
+        [a, b]: [&NodeId; 2],
+        y: &NodeId,
+        dy: &NodeId,
+    ) -> Result<NodeId> {
+        let var = |id| Var { rec: self.rec, id };
+        let g = op.rule(side, var(*a), var(*b), var(*y), var(*dy));
+        self.rec.checked(g)
+    }
+
+    /// An external rule's gradients, recorded: its pullback gets a tracked `dy`, and
+    /// what it computes from its tracked inputs is recorded like any op.
+    fn external(
+        &mut self,
+        rule: &Arc<dyn Extern>,
+        inputs: &[NodeId],
+        dy: &NodeId,
+    ) -> Result<Contributions<NodeId>> {
+        let seed = new_handle(&mut *self.rec.arena()?, self.rec.tape, *dy);
+        let grads = rule.pullback(Arg::Tracked(seed))?;
+        let values: Vec<Value> = inputs
+            .iter()
+            .map(|&i| self.rec.value(i))
+            .collect::<Result<_>>()?;
+        check_extern(rule.as_ref(), &grads, &values)?;
+        grads
+            .into_iter()
+            .map(|g| {
+                let id = match g {
+                    None => return Ok(None),
+                    Some(Arg::Tracked(t)) => match t.node_on(self.rec.tape, self.rec.epoch) {
+                        Some(id) => id,
+                        None => self.rec.constant(t.value())?,
+                    },
+                    Some(Arg::Value(v)) => self.rec.constant(v)?,
+                };
+                Ok(Some(Contribution::Dense(id)))
+            })
+            .collect()
+    }
+}
+
+impl Walk for RecordWalk<'_, '_> {
+    type B = Self;
+
+    fn backend(&mut self) -> &mut Self {
+        self
+    }
+
+    fn step(&mut self, id: NodeId) -> Result<Option<Step<NodeId>>> {
+        let arena = self.rec.arena()?;
+        let Some(node) = arena.nodes.get(id) else {
+            return Ok(None);
+        };
+        if node.op.is_leaf() {
+            return Ok(None);
+        }
+        if node.consumed {
+            return Err(Error::Consumed { op: node.op.name() });
+        }
+        let needs = node
+            .inputs
+            .iter()
+            .map(|&i| arena.nodes.get(i).is_some_and(|n| n.needs_grad))
+            .collect();
+        Ok(Some(Step {
+            op: node.op.clone(),
+            inputs: node.inputs.clone(),
+            input_ids: node.inputs.clone(),
+            y: id,
+            needs,
+        }))
+    }
+
+    fn accumulate(&mut self, slot: &mut Option<NodeId>, c: Contribution<NodeId>) -> Result<()> {
+        let g = match c {
+            Contribution::Dense(g) => g,
+            Contribution::Scatter { gather, piece } => {
+                self.rec.record(Op::Scatter(gather), &[piece])?
+            }
+        };
+        *slot = Some(match *slot {
+            Some(acc) => self.rec.record(Op::Binary(Binary::Add), &[acc, g])?,
+            None => g,
+        });
+        Ok(())
+    }
+
+    fn done(&mut self, _id: NodeId) {}
+
+    fn leaf(&mut self, id: NodeId, _g: &NodeId) -> Result<()> {
+        match self.rec.arena()?.nodes.get(id).map(|n| &n.op) {
+            Some(Op::Consumed(op)) => Err(Error::Consumed { op }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// An eager sweep from `root` on `tape` (which must be at `epoch`).
+pub(crate) fn eager_sweep(
+    tape: &Tape,
+    epoch: u64,
+    root: NodeId,
+    seed: Value,
+    consume: bool,
+    into_params: bool,
+) -> Result<Vec<Option<Value>>> {
+    let mut walk = EagerWalk {
+        tape,
+        epoch,
+        consume,
+        into_params,
+        eager: Eager,
+    };
+    sweep(&mut walk, root, seed)
+}
+
+/// A recording sweep from `root` on `tape`: the gradients are nodes of the same tape.
+pub(crate) fn recorded_sweep(
+    tape: &Arc<Tape>,
+    epoch: u64,
+    root: NodeId,
+    seed: Value,
+    tracked_seed: Option<NodeId>,
+) -> Result<Vec<Option<NodeId>>> {
+    let rec = Recorder::new(tape, epoch);
+    let seed = match tracked_seed {
+        Some(id) => id,
+        None => rec.constant(seed)?,
+    };
+    sweep(&mut RecordWalk { rec: &rec }, root, seed)
+}

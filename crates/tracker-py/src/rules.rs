@@ -1,0 +1,240 @@
+//! Rules whose pullbacks are Python callables: custom rules, hooks and checkpoints.
+//!
+//! A tape never holds a Python callable directly. The callables of a tape hang on one
+//! garbage-collector-visible object, its `TapeObjects`; every handle made while it
+//! exists holds it (and shows it to the collector), and the tape itself refers to it
+//! only weakly. So a cycle through a pullback that captures tracked values is a cycle
+//! of Python objects the collector can see and free.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple, PyWeakrefReference};
+use pyo3::{PyTraverseError, PyVisit};
+use tracker_core::{Arg, Error, Extern, Payload, Result, Tape, Value};
+
+use crate::convert::{arg_or_raise, array_value, output_to_py, to_numpy, to_numpy_scalar};
+use crate::errors::IntoPyResult;
+use crate::tracked::tracked_of;
+
+/// The Python callables one tape holds.
+#[pyclass(weakref, module = "tracker._core")]
+pub struct TapeObjects {
+    callables: Vec<Option<Py<PyAny>>>,
+    free: Vec<usize>,
+}
+
+#[pymethods]
+impl TapeObjects {
+    fn __traverse__(&self, visit: PyVisit<'_>) -> std::result::Result<(), PyTraverseError> {
+        for callable in self.callables.iter().flatten() {
+            visit.call(callable)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.callables.clear();
+        self.free.clear();
+    }
+}
+
+/// The weak reference a tape keeps to its `TapeObjects`.
+struct WeakObjects(Py<PyWeakrefReference>);
+
+/// The tape's `TapeObjects`, if it has live ones.
+pub fn objects_of(py: Python<'_>, tape: &Tape) -> Option<Py<TapeObjects>> {
+    let extension = tape.extension()?;
+    let weak = extension.downcast_ref::<WeakObjects>()?;
+    let obj = weak.0.bind(py).upgrade()?;
+    obj.cast_into::<TapeObjects>().ok().map(Bound::unbind)
+}
+
+/// The tape's `TapeObjects`, made when it has none.
+fn objects_for<'py>(py: Python<'py>, tape: &Tape) -> PyResult<Bound<'py, TapeObjects>> {
+    if let Some(objects) = objects_of(py, tape) {
+        return Ok(objects.into_bound(py));
+    }
+    let objects = Bound::new(
+        py,
+        TapeObjects {
+            callables: Vec::new(),
+            free: Vec::new(),
+        },
+    )?;
+    let weak = PyWeakrefReference::new(&objects)?;
+    tape.set_extension(Some(Arc::new(WeakObjects(weak.unbind()))));
+    Ok(objects)
+}
+
+/// Op names outlive any one rule: each distinct name is kept once.
+fn intern(name: &str) -> &'static str {
+    static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    let names = names.get_or_insert_with(HashSet::new);
+    if let Some(&known) = names.get(name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
+
+/// A recorded rule whose pullback is the callable in `slot` of a tape's objects.
+struct PythonRule {
+    name: &'static str,
+    objects: Py<PyWeakrefReference>,
+    slot: usize,
+}
+
+fn external(rule: &'static str, error: PyErr) -> Error {
+    Error::External {
+        rule,
+        payload: Payload(Arc::new(error)),
+    }
+}
+
+/// Runs `f` with recording on or off, restoring the setting after.
+fn with_recording<T>(enabled: bool, f: impl FnOnce() -> T) -> T {
+    let previous = tracker_core::set_grad_enabled(enabled);
+    let out = f();
+    tracker_core::set_grad_enabled(previous);
+    out
+}
+
+impl PythonRule {
+    fn callable(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let missing = || {
+            pyo3::exceptions::PyRuntimeError::new_err(format!(
+                "the pullback of `{}` was already freed (its tape was consumed or collected)",
+                self.name
+            ))
+        };
+        let objects = self.objects.bind(py).upgrade().ok_or_else(missing)?;
+        let objects = objects.cast_into::<TapeObjects>()?;
+        let objects = objects.borrow();
+        let callable = objects.callables.get(self.slot).and_then(Option::as_ref);
+        callable.map(|c| c.clone_ref(py)).ok_or_else(missing)
+    }
+
+    fn call(&self, py: Python<'_>, dy: Arg) -> PyResult<Vec<Option<Arg>>> {
+        let callable = self.callable(py)?;
+        let like = Some(dy.value().dtype());
+        let result = match dy {
+            // An eager sweep: the pullback computes on plain values.
+            Arg::Value(v) => {
+                let dy = if v.shape().is_empty() {
+                    to_numpy_scalar(py, &v)?
+                } else {
+                    to_numpy(py, v)?
+                };
+                with_recording(false, || callable.call1(py, (dy,)))?
+            }
+            // A recording sweep: what the pullback computes from tracked values is
+            // recorded, so its gradients are differentiable again.
+            Arg::Tracked(t) => {
+                let dy = output_to_py(py, tracker_core::Output::Tracked(t))?;
+                with_recording(true, || callable.call1(py, (dy,)))?
+            }
+        };
+        let result = result.bind(py);
+        let grads: Vec<Bound<'_, PyAny>> = match result.cast::<PyTuple>() {
+            Ok(t) => t.iter().collect(),
+            Err(_) => match result.cast::<PyList>() {
+                Ok(l) => l.iter().collect(),
+                Err(_) => vec![result.clone()],
+            },
+        };
+        grads
+            .iter()
+            .map(|g| {
+                if g.is_none() {
+                    Ok(None)
+                } else {
+                    arg_or_raise(g, like, self.name).map(Some)
+                }
+            })
+            .collect()
+    }
+}
+
+impl Extern for PythonRule {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn pullback(&self, dy: Arg) -> Result<Vec<Option<Arg>>> {
+        Python::attach(|py| self.call(py, dy)).map_err(|e| external(self.name, e))
+    }
+
+    fn release(&self) {
+        Python::attach(|py| {
+            if let Some(objects) = self.objects.bind(py).upgrade() {
+                if let Ok(objects) = objects.cast_into::<TapeObjects>() {
+                    let mut objects = objects.borrow_mut();
+                    if let Some(slot) = objects.callables.get_mut(self.slot) {
+                        *slot = None;
+                        objects.free.push(self.slot);
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Records one node for a rule computed outside the engine: `value` is its forward
+/// value, `pullback(dy)` returns one gradient per argument (or None).
+#[pyfunction]
+pub fn record_rule(
+    py: Python<'_>,
+    name: &str,
+    pullback: Py<PyAny>,
+    args: &Bound<'_, PyTuple>,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    let name = intern(name);
+    let args = args
+        .iter()
+        .map(|a| arg_or_raise(&a, None, name))
+        .collect::<PyResult<Vec<_>>>()?;
+    let value: Value = match tracked_of(value) {
+        Some(t) => t.value(),
+        None => array_value(
+            value,
+            args.iter().find_map(|a| match a {
+                Arg::Tracked(t) => Some(t.dtype()),
+                Arg::Value(_) => None,
+            }),
+        )?,
+    };
+    let tape = tracker_core::tape::current_tape();
+    let objects = objects_for(py, &tape)?;
+    let slot = {
+        let mut objects = objects.borrow_mut();
+        match objects.free.pop() {
+            Some(slot) => {
+                if let Some(s) = objects.callables.get_mut(slot) {
+                    *s = Some(pullback);
+                }
+                slot
+            }
+            None => {
+                objects.callables.push(Some(pullback));
+                objects.callables.len() - 1
+            }
+        }
+    };
+    let weak = PyWeakrefReference::new(&objects)?.unbind();
+    let rule = Arc::new(PythonRule {
+        name,
+        objects: weak,
+        slot,
+    });
+    let out = tracker_core::apply_extern(rule.clone(), &args, value).py()?;
+    if matches!(out, tracker_core::Output::Value(_)) {
+        // Nothing was recorded: the pullback will never run.
+        rule.release();
+    }
+    output_to_py(py, out)
+}
