@@ -14,6 +14,7 @@ from typing import Any
 
 from tracker import _numpy, testing, tree
 from tracker._core import (
+    AnomalyError,
     ConsumedError,
     LossError,
     NestingError,
@@ -31,8 +32,10 @@ from tracker._core import (
     update,
 )
 from tracker.api import WithGradient, gradient, hessian, jacobian, withgradient
+from tracker.rules import checkpoint, hook, nobacksies, rule, track
 
 __all__ = [
+    "AnomalyError",
     "ConsumedError",
     "LossError",
     "NestingError",
@@ -43,16 +46,22 @@ __all__ = [
     "WithGradient",
     "__version__",
     "back",
+    "checkpoint",
     "data",
+    "detect_anomaly",
     "grad",
     "gradient",
     "hessian",
+    "hook",
     "isleaf",
     "istracked",
     "jacobian",
     "no_grad",
+    "nobacksies",
     "param",
+    "rule",
     "testing",
+    "track",
     "tree",
     "update",
     "withgradient",
@@ -89,3 +98,22 @@ def no_grad() -> Iterator[None]:
         yield
     finally:
         _core.set_grad_enabled(previous)
+
+
+@contextlib.contextmanager
+def detect_anomaly() -> Iterator[None]:
+    """A context in which a backward pass raises `AnomalyError` at the first op whose
+    gradient is NaN or infinite, naming the op and where it was recorded.
+
+    For example `tr.gradient(lambda x: np.sum(np.sqrt(x)), np.array([0.0, 1.0]))`
+    inside `with tr.detect_anomaly():` raises "the backward pass of `sqrt` (recorded
+    at model.py:12 in loss) produced a NaN or infinite gradient". Recording is
+    slower in this mode: each op remembers where it was called from.
+    """
+    from tracker import _core
+
+    previous = _core.set_anomaly(True)
+    try:
+        yield
+    finally:
+        _core.set_anomaly(previous)

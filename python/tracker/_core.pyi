@@ -8,6 +8,7 @@ import numpy.typing as npt
 
 __version__: str
 __all__ = [
+    "AnomalyError",
     "ConsumedError",
     "LossError",
     "NestingError",
@@ -29,6 +30,7 @@ __all__ = [
     "param",
     "place",
     "record_rule",
+    "set_anomaly",
     "set_functions",
     "set_grad_enabled",
     "update",
@@ -47,6 +49,9 @@ class NestingError(TrackerError):
 
 class ThreadError(TrackerError):
     """A non-leaf tracked value was used from a thread other than the one that recorded it."""
+
+class AnomalyError(TrackerError):
+    """Anomaly mode: a backward pass produced a NaN or infinite gradient."""
 
 class LossError(TrackerError):
     """The loss handed to `back` is not a finite scalar, or its seed does not match."""
@@ -212,6 +217,7 @@ def isleaf(x: Any) -> bool: ...
 def zero_grad(x: _Tracked) -> None: ...
 def update(x: _Tracked, delta: Any) -> _Tracked: ...
 def set_grad_enabled(enabled: bool) -> bool: ...
+def set_anomaly(enabled: bool) -> bool: ...
 def set_functions(table: dict[Any, Any]) -> None:
     """Registers the NumPy functions with a rule (`tracker._numpy`); once."""
 

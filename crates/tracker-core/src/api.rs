@@ -169,7 +169,12 @@ pub fn hessian(f: impl Fn(&Tracked) -> Result<Tracked>, x: &Value) -> Result<Val
                 *s = 1.0;
             }
             let seed = Value::from_vec(x.shape(), seed)?.cast(grad.value().dtype())?;
-            let row = outer.gradient(&grad, std::slice::from_ref(&input), Some(Arg::Value(seed)), true)?;
+            let row = outer.gradient(
+                &grad,
+                std::slice::from_ref(&input),
+                Some(Arg::Value(seed)),
+                true,
+            )?;
             for r in row {
                 rows.extend(r.value().to_f64_vec());
             }

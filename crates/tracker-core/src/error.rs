@@ -43,6 +43,11 @@ pub enum Error {
     Loss { message: String },
     /// An operation the engine does not offer (yet), or misuse of the API.
     Usage { message: String },
+    /// Anomaly mode: a backward pass produced a NaN or infinite gradient.
+    Anomaly {
+        op: &'static str,
+        location: Option<String>,
+    },
     /// An error raised by an external rule's pullback (`rule` names it).
     External {
         rule: &'static str,
@@ -76,6 +81,13 @@ impl fmt::Display for Error {
             ),
             Error::Loss { message } => write!(f, "back: {message}"),
             Error::Usage { message } => write!(f, "{message}"),
+            Error::Anomaly { op, location } => {
+                write!(f, "the backward pass of `{op}`")?;
+                if let Some(location) = location {
+                    write!(f, " (recorded at {location})")?;
+                }
+                write!(f, " produced a NaN or infinite gradient")
+            }
             Error::External { rule, .. } => write!(f, "the pullback of `{rule}` raised an error"),
         }
     }

@@ -76,6 +76,38 @@ trait Walk {
     fn done(&mut self, id: NodeId);
     /// A leaf reached with a gradient.
     fn leaf(&mut self, id: NodeId, g: &<Self::B as Backend>::A) -> Result<()>;
+    /// The tape being swept (for anomaly reports).
+    fn tape(&self) -> &Tape;
+}
+
+/// Anomaly mode's check: every contribution of node `id` is finite.
+fn check_finite<W: Walk>(
+    walk: &mut W,
+    id: NodeId,
+    op: &Op,
+    contributions: &Contributions<<W::B as Backend>::A>,
+) -> Result<()> {
+    for c in contributions.iter().flatten() {
+        let g = match c {
+            Contribution::Dense(g) | Contribution::Scatter { piece: g, .. } => {
+                walk.backend().value(g)?
+            }
+        };
+        if g.to_f64_vec().iter().any(|v| !v.is_finite()) {
+            let location = walk
+                .tape()
+                .lock()
+                .locations
+                .iter()
+                .find(|(n, _)| *n == id)
+                .map(|(_, l)| l.to_string());
+            return Err(Error::Anomaly {
+                op: op.name(),
+                location,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The reverse sweep from `root` with gradient `seed`: one loop down the arena.
@@ -96,6 +128,7 @@ fn sweep<W: Walk>(
     if let Some(slot) = grads.last_mut() {
         *slot = Some(seed);
     }
+    let anomaly = crate::tape::anomaly();
     for id in (0..=root).rev() {
         let Some(dy) = grads.get_mut(id).and_then(Option::take) else {
             continue;
@@ -110,6 +143,9 @@ fn sweep<W: Walk>(
         let contributions =
             step.op
                 .pullback(walk.backend(), &step.inputs, &step.y, &dy, &step.needs)?;
+        if anomaly {
+            check_finite(walk, id, &step.op, &contributions)?;
+        }
         for (c, &input) in contributions.into_iter().zip(step.input_ids.iter()) {
             if let (Some(c), Some(slot)) = (c, grads.get_mut(input)) {
                 walk.accumulate(slot, c)?;
@@ -217,6 +253,10 @@ impl Walk for EagerWalk<'_> {
         if let Some(rule) = rule {
             rule.release();
         }
+    }
+
+    fn tape(&self) -> &Tape {
+        self.tape
     }
 
     fn leaf(&mut self, id: NodeId, g: &Value) -> Result<()> {
@@ -659,6 +699,10 @@ impl Walk for RecordWalk<'_, '_> {
     }
 
     fn done(&mut self, _id: NodeId) {}
+
+    fn tape(&self) -> &Tape {
+        self.rec.tape
+    }
 
     fn leaf(&mut self, id: NodeId, _g: &NodeId) -> Result<()> {
         match self.rec.arena()?.nodes.get(id).map(|n| &n.op) {

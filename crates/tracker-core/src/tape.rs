@@ -42,6 +42,8 @@ pub(crate) struct Arena {
     pub(crate) epoch: u64,
     /// Live handles that refer to unconsumed nodes: the arena is cleared when none do.
     pub(crate) live: usize,
+    /// Where ops were recorded, kept only in anomaly mode.
+    pub(crate) locations: Vec<(NodeId, Arc<str>)>,
 }
 
 impl Arena {
@@ -50,6 +52,7 @@ impl Arena {
     fn retire(&mut self, capacity: usize) -> Vec<Node> {
         self.epoch += 1;
         self.live = 0;
+        self.locations.clear();
         std::mem::replace(&mut self.nodes, Vec::with_capacity(capacity))
     }
 }
@@ -72,6 +75,7 @@ impl Tape {
                 nodes: Vec::new(),
                 epoch: 0,
                 live: 0,
+                locations: Vec::new(),
             }),
             owner: std::thread::current().id(),
             id: NEXT_TAPE_ID.fetch_add(1, Ordering::Relaxed),
@@ -361,13 +365,34 @@ struct Frame {
 struct ThreadState {
     frames: Vec<Frame>,
     grad_enabled: bool,
+    anomaly: bool,
 }
 
 thread_local! {
     static STATE: RefCell<ThreadState> = RefCell::new(ThreadState {
         frames: vec![Frame { tape: Tape::new(), outer: Vec::new(), watched: Vec::new() }],
         grad_enabled: true,
+        anomaly: false,
     });
+}
+
+/// Says where the op being recorded was called from (installed by an embedding).
+static LOCATION: std::sync::OnceLock<fn() -> Option<String>> = std::sync::OnceLock::new();
+
+/// Installs the function that says where an op is recorded (for anomaly mode).
+pub fn set_location_hook(hook: fn() -> Option<String>) {
+    let _ = LOCATION.set(hook);
+}
+
+/// Turns anomaly mode on or off for this thread; returns the previous setting. In
+/// anomaly mode ops remember where they were recorded, and a backward pass raises at
+/// the first op whose gradient is NaN or infinite.
+pub fn set_anomaly(enabled: bool) -> bool {
+    STATE.with(|s| std::mem::replace(&mut s.borrow_mut().anomaly, enabled))
+}
+
+pub(crate) fn anomaly() -> bool {
+    STATE.with(|s| s.borrow().anomaly)
 }
 
 /// Turns recording on or off for this thread; returns the previous setting.
@@ -550,7 +575,10 @@ fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
             .map(|a| a.value().dtype())
             .fold(Dtype::F32, Dtype::promote)
     });
-    let grad_enabled = STATE.with(|s| s.borrow().grad_enabled);
+    let (grad_enabled, anomaly) = STATE.with(|s| {
+        let s = s.borrow();
+        (s.grad_enabled, s.anomaly)
+    });
     let any_tracked = args.iter().any(|a| matches!(a, Arg::Tracked(_)));
     if !grad_enabled || !any_tracked {
         let values: Vec<Value> = args
@@ -566,6 +594,10 @@ fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
             None => op.forward(&refs)?,
         }));
     }
+    // Asked before the lock is taken: the hook may run Python code.
+    let location = anomaly
+        .then(|| LOCATION.get().and_then(|hook| hook()))
+        .flatten();
     let tape = current_tape();
     let top = is_top_level(&tape);
     let mut outer = Vec::new();
@@ -632,6 +664,9 @@ fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
         return Ok(Output::Value(value));
     }
     let id = push(&mut arena, op, ids, value, true);
+    if let Some(location) = location {
+        arena.locations.push((id, location.into()));
+    }
     Ok(Output::Tracked(new_handle(&mut arena, &tape, id)))
 }
 

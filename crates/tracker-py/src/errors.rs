@@ -30,6 +30,12 @@ create_exception!(
 );
 create_exception!(
     tracker,
+    AnomalyError,
+    TrackerError,
+    "Anomaly mode: a backward pass produced a NaN or infinite gradient."
+);
+create_exception!(
+    tracker,
     LossError,
     TrackerError,
     "The loss handed to `back` is not a finite scalar, or its seed does not match."
@@ -53,6 +59,7 @@ pub fn to_py(error: Error) -> PyErr {
         Error::Thread => ThreadError::new_err(message),
         Error::Loss { .. } => LossError::new_err(message),
         Error::Usage { .. } => TrackerError::new_err(message),
+        Error::Anomaly { .. } => AnomalyError::new_err(message),
     }
 }
 

@@ -216,6 +216,31 @@ fn nobacksies(py: Python<'_>, message: &str, x: &Bound<'_, PyAny>) -> PyResult<P
     )
 }
 
+/// Turns anomaly mode on or off for this thread; returns the previous setting.
+#[pyfunction]
+fn set_anomaly(enabled: bool) -> bool {
+    tracker_core::set_anomaly(enabled)
+}
+
+/// Where user code recorded the current op: the innermost frame outside tracker.
+fn location() -> Option<String> {
+    Python::attach(|py| -> PyResult<Option<String>> {
+        let stack = py.import("traceback")?.call_method0("extract_stack")?;
+        for frame in stack.try_iter()?.collect::<PyResult<Vec<_>>>()?.iter().rev() {
+            let file: String = frame.getattr("filename")?.extract()?;
+            if file.contains("/tracker/") || file.contains("\\tracker\\") {
+                continue;
+            }
+            let line: usize = frame.getattr("lineno")?.extract()?;
+            let name: String = frame.getattr("name")?.extract()?;
+            return Ok(Some(format!("{file}:{line} in {name}")));
+        }
+        Ok(None)
+    })
+    .ok()
+    .flatten()
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -228,6 +253,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NestingError", py.get_type::<errors::NestingError>())?;
     m.add("ThreadError", py.get_type::<errors::ThreadError>())?;
     m.add("LossError", py.get_type::<errors::LossError>())?;
+    m.add("AnomalyError", py.get_type::<errors::AnomalyError>())?;
+    tracker_core::set_location_hook(location);
     m.add_function(wrap_pyfunction!(param, m)?)?;
     m.add_function(wrap_pyfunction!(back, m)?)?;
     m.add_function(wrap_pyfunction!(grad, m)?)?;
@@ -242,6 +269,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dot_py, m)?)?;
     m.add_function(wrap_pyfunction!(place, m)?)?;
     m.add_function(wrap_pyfunction!(nobacksies, m)?)?;
+    m.add_function(wrap_pyfunction!(set_anomaly, m)?)?;
     m.add_function(wrap_pyfunction!(rules::record_rule, m)?)?;
     m.add_class::<rules::TapeObjects>()?;
     m.add_function(wrap_pyfunction!(scope::enter_scope, m)?)?;

@@ -58,7 +58,9 @@ impl PyScope {
             })
             .collect::<PyResult<Vec<_>>>()?;
         let dtype = Some(y.value().dtype());
-        let seed = seed.map(|s| arg_or_raise(s, dtype, "gradient")).transpose()?;
+        let seed = seed
+            .map(|s| arg_or_raise(s, dtype, "gradient"))
+            .transpose()?;
         let grads = self.scope()?.gradient(&y, &inputs, seed, retain).py()?;
         grads.into_iter().map(|g| output_to_py(py, g)).collect()
     }
