@@ -130,6 +130,10 @@ fn sweep<W: Walk>(
     }
     let anomaly = crate::tape::anomaly();
     for id in (0..=root).rev() {
+        // Long sweeps poll for interrupts, so Ctrl-C stops them promptly.
+        if id % 4096 == 0 {
+            crate::tape::check_interrupt()?;
+        }
         let Some(dy) = grads.get_mut(id).and_then(Option::take) else {
             continue;
         };

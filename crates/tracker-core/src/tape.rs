@@ -376,6 +376,19 @@ thread_local! {
     });
 }
 
+/// Polled by long backward passes: an error (say, a keyboard interrupt) stops them.
+static INTERRUPT: std::sync::OnceLock<fn() -> Result<()>> = std::sync::OnceLock::new();
+
+/// Installs the function that long backward passes poll for interrupts (Ctrl-C).
+pub fn set_interrupt_hook(hook: fn() -> Result<()>) {
+    let _ = INTERRUPT.set(hook);
+}
+
+/// Polls the interrupt hook, if one is installed.
+pub(crate) fn check_interrupt() -> Result<()> {
+    INTERRUPT.get().map_or(Ok(()), |hook| hook())
+}
+
 /// Says where the op being recorded was called from (installed by an embedding).
 static LOCATION: std::sync::OnceLock<fn() -> Option<String>> = std::sync::OnceLock::new();
 

@@ -61,8 +61,9 @@ pub(crate) fn backward(
     once: bool,
 ) -> PyResult<()> {
     let seed = dy.map(|d| array_value(d, Some(y.dtype()))).transpose()?;
-    let _ = py;
-    tracker_core::backward(y, seed, once).py()
+    // The sweep runs without the GIL; rules written in Python and the interrupt poll
+    // take it back when they need it.
+    py.detach(|| tracker_core::backward(y, seed, once)).py()
 }
 
 /// Back-propagates from `y` (a scalar, or with a seed `dy` of its shape), accumulating
@@ -222,11 +223,24 @@ fn set_anomaly(enabled: bool) -> bool {
     tracker_core::set_anomaly(enabled)
 }
 
+/// Polled by long backward passes: a pending signal (Ctrl-C) becomes its exception.
+fn interrupted() -> tracker_core::Result<()> {
+    Python::attach(|py| py.check_signals()).map_err(|e| tracker_core::Error::External {
+        rule: "interrupt",
+        payload: tracker_core::Payload(std::sync::Arc::new(e)),
+    })
+}
+
 /// Where user code recorded the current op: the innermost frame outside tracker.
 fn location() -> Option<String> {
     Python::attach(|py| -> PyResult<Option<String>> {
         let stack = py.import("traceback")?.call_method0("extract_stack")?;
-        for frame in stack.try_iter()?.collect::<PyResult<Vec<_>>>()?.iter().rev() {
+        for frame in stack
+            .try_iter()?
+            .collect::<PyResult<Vec<_>>>()?
+            .iter()
+            .rev()
+        {
             let file: String = frame.getattr("filename")?.extract()?;
             if file.contains("/tracker/") || file.contains("\\tracker\\") {
                 continue;
@@ -255,6 +269,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("LossError", py.get_type::<errors::LossError>())?;
     m.add("AnomalyError", py.get_type::<errors::AnomalyError>())?;
     tracker_core::set_location_hook(location);
+    tracker_core::set_interrupt_hook(interrupted);
     m.add_function(wrap_pyfunction!(param, m)?)?;
     m.add_function(wrap_pyfunction!(back, m)?)?;
     m.add_function(wrap_pyfunction!(grad, m)?)?;

@@ -20,6 +20,20 @@ use crate::convert::{arg_from_py, arg_or_raise, numpy, output_to_py};
 use crate::errors::IntoPyResult;
 use crate::tracked::tracked_of;
 
+/// Elements an op reads above which it runs without the GIL.
+const DETACH_ABOVE: usize = 1 << 16;
+
+/// Applies `op` and hands the result to Python; large ops release the GIL meanwhile.
+pub fn run(py: Python<'_>, op: Op, args: &[Arg]) -> PyResult<Py<PyAny>> {
+    let work: usize = args.iter().map(|a| a.value().len()).sum();
+    let out = if work > DETACH_ABOVE {
+        py.detach(|| apply(op, args))
+    } else {
+        apply(op, args)
+    };
+    output_to_py(py, out.py()?)
+}
+
 /// The dtype weak Python scalars take next to `obj` (a tracked value's).
 fn like(obj: &Bound<'_, PyAny>) -> Option<Dtype> {
     tracked_of(obj).map(|t| t.dtype())
@@ -36,11 +50,11 @@ pub fn binary(
     let (Some(x), Some(y)) = (arg_from_py(a, dtype)?, arg_from_py(b, dtype)?) else {
         return Ok(py.NotImplemented());
     };
-    output_to_py(py, apply(Op::Binary(op), &[x, y]).py()?)
+    run(py, Op::Binary(op), &[x, y])
 }
 
 pub fn unary(py: Python<'_>, op: Unary, x: &Tracked) -> PyResult<Py<PyAny>> {
-    output_to_py(py, apply(Op::Unary(op), &[Arg::Tracked(x.clone())]).py()?)
+    run(py, Op::Unary(op), &[Arg::Tracked(x.clone())])
 }
 
 pub fn matmul(py: Python<'_>, a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -48,7 +62,7 @@ pub fn matmul(py: Python<'_>, a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyR
     let (Some(x), Some(y)) = (arg_from_py(a, dtype)?, arg_from_py(b, dtype)?) else {
         return Ok(py.NotImplemented());
     };
-    output_to_py(py, apply(Op::Matmul, &[x, y]).py()?)
+    run(py, Op::Matmul, &[x, y])
 }
 
 /// Axes as Python passes them: `None`, an int, or a tuple of ints.
@@ -77,7 +91,7 @@ pub fn reduce(
         axes,
         keepdims,
     };
-    output_to_py(py, apply(op, &[Arg::Tracked(x.clone())]).py()?)
+    run(py, op, &[Arg::Tracked(x.clone())])
 }
 
 /// A shape given as `f(2, 3)` or `f((2, 3))`.
@@ -98,10 +112,7 @@ pub fn reshape(py: Python<'_>, x: &Tracked, args: &Bound<'_, PyTuple>) -> PyResu
     let requested = shape_args(args)?;
     let size = x.value().len();
     let shape = resolve_shape(&requested, size).py()?;
-    output_to_py(
-        py,
-        apply(Op::Reshape(shape), &[Arg::Tracked(x.clone())]).py()?,
-    )
+    run(py, Op::Reshape(shape), &[Arg::Tracked(x.clone())])
 }
 
 pub fn transpose(py: Python<'_>, x: &Tracked, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
@@ -120,10 +131,7 @@ pub fn transpose(py: Python<'_>, x: &Tracked, args: &Bound<'_, PyTuple>) -> PyRe
             })
             .collect()
     };
-    output_to_py(
-        py,
-        apply(Op::Transpose(perm), &[Arg::Tracked(x.clone())]).py()?,
-    )
+    run(py, Op::Transpose(perm), &[Arg::Tracked(x.clone())])
 }
 
 /// `where(condition, a, b)`; the condition is a constant (it has no gradient).
@@ -151,7 +159,7 @@ pub fn select(
     let dtype = like(a).or_else(|| like(b));
     let x = arg_or_raise(a, dtype, "where")?;
     let y = arg_or_raise(b, dtype, "where")?;
-    output_to_py(py, apply(Op::Where(mask.into()), &[x, y]).py()?)
+    run(py, Op::Where(mask.into()), &[x, y])
 }
 
 fn int_array(obj: &Bound<'_, PyAny>) -> PyResult<(Shape, Vec<isize>)> {
@@ -236,10 +244,7 @@ fn index_items(key: &Bound<'_, PyAny>) -> PyResult<Vec<IndexItem>> {
 pub fn getitem(py: Python<'_>, x: &Tracked, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
     let items = index_items(key)?;
     let gather = plan(&x.shape(), &items).py()?;
-    output_to_py(
-        py,
-        apply(Op::Gather(gather.into()), &[Arg::Tracked(x.clone())]).py()?,
-    )
+    run(py, Op::Gather(gather.into()), &[Arg::Tracked(x.clone())])
 }
 
 /// `x` placed into a zero array of `shape` at `key` (the transpose of `x[key]`): the
@@ -264,7 +269,7 @@ pub fn place(
             gather.shape.as_slice()
         )));
     }
-    output_to_py(py, apply(Op::Scatter(gather.into()), &[arg]).py()?)
+    run(py, Op::Scatter(gather.into()), &[arg])
 }
 
 /// The error for an operation that would silently drop tracking.

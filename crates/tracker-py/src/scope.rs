@@ -61,7 +61,11 @@ impl PyScope {
         let seed = seed
             .map(|s| arg_or_raise(s, dtype, "gradient"))
             .transpose()?;
-        let grads = self.scope()?.gradient(&y, &inputs, seed, retain).py()?;
+        let scope = self.scope()?;
+        // The sweep runs without the GIL (rules written in Python take it back).
+        let grads = py
+            .detach(|| scope.gradient(&y, &inputs, seed, retain))
+            .py()?;
         grads.into_iter().map(|g| output_to_py(py, g)).collect()
     }
 
