@@ -12,11 +12,12 @@ BENCH_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK ?= 1
 export PIP_ROOT_USER_ACTION ?= ignore
 
-.PHONY: help build dev test lint format bench clean
+.PHONY: help build dev test test-slow lint format bench clean
 
 help:
 	@echo "make build   compile the extension (release) and install tracker, editable"
 	@echo "make test    install the test dependencies, build, run every test"
+	@echo "make test-slow  the long runs behind pytest's slow marker"
 	@echo "make lint    cargo fmt --check, clippy -D warnings, ruff, ruff format --check, stubtest"
 	@echo "make format  cargo fmt, ruff's import sorting, ruff format"
 	@echo "make bench   the benchmarks of bench/WORKLOADS (BENCH_ARGS='--threads 1' etc.)"
@@ -33,6 +34,10 @@ test: dev
 	$(PYTHON) -m pytest
 	$(PYTHON) examples/readme.py
 	$(PYTHON) bench/bench.py --smoke
+
+# the long runs (fuzzing, memory over 10^5 steps), behind pytest's slow marker
+test-slow: dev
+	$(PYTHON) -m pytest -m slow
 
 lint: dev
 	cargo fmt --all -- --check
