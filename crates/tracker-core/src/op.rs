@@ -222,6 +222,26 @@ pub enum Contribution<A> {
 /// One optional contribution per input.
 pub type Contributions<A> = SmallVec<[Option<Contribution<A>>; 2]>;
 
+/// A dense contribution for each input that needs one: `grad(b, k)` is input k's
+/// gradient at any shape that broadcasts to it, and is summed back to its shape.
+pub(crate) fn each_input<B: Backend>(
+    b: &mut B,
+    inputs: &[(&B::A, bool)],
+    mut grad: impl FnMut(&mut B, usize) -> Result<B::A>,
+) -> Result<Contributions<B::A>> {
+    let mut out = Contributions::new();
+    for (k, &(x, need)) in inputs.iter().enumerate() {
+        out.push(if need {
+            let g = grad(b, k)?;
+            let shape = b.shape(x);
+            Some(Contribution::Dense(b.sum_to(&g, &shape)?))
+        } else {
+            None
+        });
+    }
+    Ok(out)
+}
+
 /// The arrays a pullback computes with: buffers ([`Eager`]) or recorded nodes.
 pub trait Backend {
     type A: Clone;

@@ -5,7 +5,7 @@ use crate::broadcast::broadcast_shapes;
 use crate::error::Result;
 use crate::kernel::zip;
 use crate::num::{Float, Num};
-use crate::op::{Backend, Contribution, Contributions};
+use crate::op::{Backend, Contributions, each_input};
 use crate::value::{Array, Value};
 
 macro_rules! binary_ops {
@@ -116,17 +116,9 @@ pub fn pullback<B: Backend>(
     need1: bool,
     need2: bool,
 ) -> Result<Contributions<B::A>> {
-    let mut out = Contributions::new();
-    for (side, (x, need)) in [(x1, need1), (x2, need2)].into_iter().enumerate() {
-        out.push(if need {
-            let g = b.binary_rule(op, side, [x1, x2], y, dy)?;
-            let s = b.shape(x);
-            Some(Contribution::Dense(b.sum_to(&g, &s)?))
-        } else {
-            None
-        });
-    }
-    Ok(out)
+    each_input(b, &[(x1, need1), (x2, need2)], |b, side| {
+        b.binary_rule(op, side, [x1, x2], y, dy)
+    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use ndarray::{ArrayView2, ArrayViewMut2, linalg::general_mat_mul};
 
 use crate::error::{Error, Result, shape_error};
 use crate::num::Float;
-use crate::op::{Backend, Contribution, Contributions, Op};
+use crate::op::{Backend, Contributions, Op, each_input};
 use crate::value::{Array, Shape, Value, alloc, size_of};
 
 /// The 2-D shapes of `a @ b` after promoting 1-D operands, and the result's shape.
@@ -80,24 +80,20 @@ pub fn matmul_pullback<B: Backend>(
     let (xs, ws) = (b.shape(x), b.shape(w));
     let (x2, w2, _) = matmul_shapes(&xs, &ws)?;
     let dy2 = b.reshape(dy, &[x2[0], w2[1]])?;
-    let mut out = Contributions::new();
-    out.push(if need_x {
-        let w2v = b.reshape(w, &w2)?;
-        let wt = b.transpose(&w2v, &[1, 0])?;
-        let g = b.apply(Op::Matmul, &[&dy2, &wt])?;
-        Some(Contribution::Dense(b.reshape(&g, &xs)?))
-    } else {
-        None
-    });
-    out.push(if need_w {
-        let x2v = b.reshape(x, &x2)?;
-        let xt = b.transpose(&x2v, &[1, 0])?;
-        let g = b.apply(Op::Matmul, &[&xt, &dy2])?;
-        Some(Contribution::Dense(b.reshape(&g, &ws)?))
-    } else {
-        None
-    });
-    Ok(out)
+    // The 2-D products, reshaped back to the operands' shapes by `each_input`.
+    each_input(b, &[(x, need_x), (w, need_w)], |b, k| {
+        if k == 0 {
+            let w2v = b.reshape(w, &w2)?;
+            let wt = b.transpose(&w2v, &[1, 0])?;
+            let g = b.apply(Op::Matmul, &[&dy2, &wt])?;
+            b.reshape(&g, &xs)
+        } else {
+            let x2v = b.reshape(x, &x2)?;
+            let xt = b.transpose(&x2v, &[1, 0])?;
+            let g = b.apply(Op::Matmul, &[&xt, &dy2])?;
+            b.reshape(&g, &ws)
+        }
+    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use crate::broadcast::{BroadcastOffsets, broadcast_shapes};
 use crate::error::{Result, index_error, shape_error};
 use crate::kernel::zip;
 use crate::num::Float;
-use crate::op::{Backend, Contribution, Contributions};
+use crate::op::{Backend, Contributions, each_input};
 use crate::value::{Array, Dtype, Shape, Value, alloc, size_of, try_collect};
 
 /// A boolean condition, as `where` saves it.
@@ -198,19 +198,11 @@ pub fn select_pullback<B: Backend>(
     need1: bool,
     need2: bool,
 ) -> Result<Contributions<B::A>> {
-    let mut out = Contributions::new();
-    for (negate, (x, need)) in [(false, (x1, need1)), (true, (x2, need2))] {
-        out.push(if need {
-            let m = mask.to_value(b.dtype(dy), negate)?;
-            let m = b.constant(m)?;
-            let g = b.mul(dy, &m)?;
-            let s = b.shape(x);
-            Some(Contribution::Dense(b.sum_to(&g, &s)?))
-        } else {
-            None
-        });
-    }
-    Ok(out)
+    each_input(b, &[(x1, need1), (x2, need2)], |b, k| {
+        let m = mask.to_value(b.dtype(dy), k == 1)?;
+        let m = b.constant(m)?;
+        b.mul(dy, &m)
+    })
 }
 
 #[cfg(test)]
