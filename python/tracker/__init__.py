@@ -32,13 +32,17 @@ from tracker._core import (
     update,
 )
 from tracker.api import WithGradient, gradient, hessian, jacobian, withgradient
+from tracker.derivatives import forward, forwarddiff, hvp, jvp, pullback
+from tracker.params import Grads, Params
 from tracker.rules import checkpoint, hook, nobacksies, rule, track
 
 __all__ = [
     "AnomalyError",
     "ConsumedError",
+    "Grads",
     "LossError",
     "NestingError",
+    "Params",
     "ThreadError",
     "TrackedArray",
     "TrackedReal",
@@ -49,16 +53,21 @@ __all__ = [
     "checkpoint",
     "data",
     "detect_anomaly",
+    "forward",
+    "forwarddiff",
     "grad",
     "gradient",
     "hessian",
     "hook",
+    "hvp",
     "isleaf",
     "istracked",
     "jacobian",
+    "jvp",
     "no_grad",
     "nobacksies",
     "param",
+    "pullback",
     "rule",
     "testing",
     "track",

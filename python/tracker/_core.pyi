@@ -194,6 +194,8 @@ class Scope:
         """The gradients of `y` with respect to `inputs` (out of place; tracked when nested)."""
     def leave(self) -> None:
         """Stops recording in this scope while keeping its tape for later sweeps."""
+    def mark(self, values: list[Any]) -> list[Any]:
+        """After `leave`: `values` marked when the scope used enclosing values."""
     def exit(self, results: list[Any]) -> list[Any]:
         """Leave the scope; results that depend on enclosing values are marked (nobacksies)."""
 

@@ -5,7 +5,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from tracker import _core, tree
+from tracker import _core, params, tree
 
 
 class WithGradient(NamedTuple):
@@ -82,6 +82,8 @@ def gradient(f: Callable[..., Any], *args: Any, nest: bool = False) -> tuple[Any
     >>> tr.gradient(lambda x: np.sum(x**2), np.array([1.0, 2.0]))
     (array([2., 4.]),)
     """
+    if len(args) == 1 and isinstance(args[0], params.Params):
+        return params.gradient(f, args[0], nest=nest)
     return _run(f, args, nest)[1]
 
 
@@ -95,6 +97,8 @@ def withgradient(f: Callable[..., Any], *args: Any) -> WithGradient:
     >>> tr.withgradient(lambda x: np.sum(x**2), np.array([3.0]))
     WithGradient(val=np.float64(9.0), grad=(array([6.]),))
     """
+    if len(args) == 1 and isinstance(args[0], params.Params):
+        return params.withgradient(f, args[0])
     value, grads = _run(f, args, nest=False)
     return WithGradient(tree.map(_core.data, value), grads)
 

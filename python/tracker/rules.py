@@ -47,9 +47,26 @@ def rule(f: Callable[..., tuple[Any, Callable[[Any], Any]]]) -> Callable[..., An
         # The forward runs without recording; the pullback keeps the tracked inputs.
         with _no_recording():
             y, pullback = f(*args)
-        return _core.record_rule(name, pullback, args, _core.data(y))
+        return _record(name, pullback, args, _core.data(y))
 
     return tracked
+
+
+def _record(name: str, pullback: Callable[[Any], Any], args: tuple[Any, ...], value: Any) -> Any:
+    """Records a rule on its tracked arguments; `pullback(dy)` answers for all of `args`."""
+    positions = [k for k, a in enumerate(args) if _core.istracked(a)]
+
+    def tracked_pullback(dy: Any) -> tuple[Any, ...]:
+        grads = pullback(dy)
+        grads = grads if isinstance(grads, (tuple, list)) else (grads,)
+        if len(grads) != len(args):
+            raise TypeError(
+                f"{name}: the pullback returned {len(grads)} gradients for {len(args)} "
+                "inputs (return one per input, None for an input without a gradient)"
+            )
+        return tuple(grads[k] for k in positions)
+
+    return _core.record_rule(name, tracked_pullback, tuple(args[k] for k in positions), value)
 
 
 def track(f: Callable[..., tuple[Any, Callable[[Any], Any]]], *args: Any) -> Any:
@@ -68,7 +85,7 @@ def hook(f: Callable[[Any], Any], x: Any) -> Any:
     """
     if not _core.istracked(x):
         return x
-    return _core.record_rule("hook", lambda dy: (f(dy),), (x,), _core.data(x))
+    return _record("hook", lambda dy: (f(dy),), (x,), _core.data(x))
 
 
 def checkpoint(f: Callable[..., Any], *args: Any) -> Any:
@@ -91,7 +108,7 @@ def checkpoint(f: Callable[..., Any], *args: Any) -> Any:
             grads = iter(api._pullback_of(f, args, tracked, dy, nest=nested))
         return tuple(next(grads) if _core.istracked(a) else None for a in args)
 
-    return _core.record_rule(getattr(f, "__name__", "checkpoint"), pullback, args, _core.data(y))
+    return _record(getattr(f, "__name__", "checkpoint"), pullback, args, _core.data(y))
 
 
 def nobacksies(message: str, x: Any) -> Any:

@@ -1,8 +1,9 @@
 """Finite-difference checks of gradients, for users' own functions and rules.
 
 `ngradient` differentiates a function numerically; `gradcheck` compares it with
-`tracker.gradient`. Both take arguments as `tracker.gradient` does (arrays,
-floats and nested structures of them) and work in float64.
+`tracker.gradient`, and `gradgradcheck` checks second derivatives the same way.
+They take arguments as `tracker.gradient` does (arrays, floats and nested
+structures of them) and work in float64.
 
 >>> import numpy as np, tracker as tr
 >>> from tracker.testing import gradcheck, ngradient
@@ -19,7 +20,7 @@ import numpy as np
 
 from tracker import _core, tree
 
-__all__ = ["gradcheck", "ngradient"]
+__all__ = ["gradcheck", "gradgradcheck", "ngradient"]
 
 # The step of the fourth-order central difference below, relative to max(1, |x|):
 # it balances the truncation error (h⁴) against rounding (eps / h).
@@ -158,3 +159,57 @@ def gradcheck(
             f"(rtol={rtol}, atol={atol})"
         )
     return True
+
+
+def gradgradcheck(
+    f: Callable[..., Any],
+    *args: Any,
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
+    step: float | None = None,
+    raise_exception: bool = True,
+    seed: int = 0,
+) -> bool:
+    """Whether the second derivatives of scalar `f` at `args` are right.
+
+    The gradient is projected on fixed random directions `w` (one per
+    differentiable leaf, from `numpy.random.default_rng(seed)`):
+    `g(*args) = sum_k <gradient(f, *args, nest=True)[k], w[k]>`, and `gradcheck`
+    compares tracker's gradient of `g` (a Hessian-vector product, through a
+    nested gradient) with finite differences of `g` (of tracker's first-order
+    gradient). A wrong Hessian entry changes `H w` for almost every `w`, so one
+    projection checks the whole Hessian. Arguments as `gradcheck` takes them;
+    raises `AssertionError` on a mismatch, or returns `False` if
+    `raise_exception=False`.
+
+    >>> import numpy as np
+    >>> gradgradcheck(lambda x: np.sum(np.sin(x) * x**2), np.array([0.5, 1.0, 2.0]))
+    True
+    """
+    from tracker.api import gradient
+
+    treedef, unique, positions = _float64_arguments(args)
+    args64 = tree.unflatten(treedef, [unique[p] for p in positions])
+    first, _ = tree.flatten(gradient(f, *args64))
+    rng = np.random.default_rng(seed)
+    directions = [
+        None if g is None else rng.standard_normal(np.shape(_core.data(g))) for g in first
+    ]
+
+    def projected(*xs: Any) -> Any:
+        grads, _ = tree.flatten(gradient(f, *xs, nest=True))
+        total: Any = 0.0
+        for g, w in zip(grads, directions):
+            if g is not None:
+                total = total + np.sum(g * w)
+        return total
+
+    try:
+        return gradcheck(
+            projected, *args64, rtol=rtol, atol=atol, step=step, raise_exception=raise_exception
+        )
+    except AssertionError as error:
+        raise AssertionError(
+            f"gradgradcheck: the second derivative along random directions (seed={seed}) is "
+            f"wrong; {error}"
+        ) from None

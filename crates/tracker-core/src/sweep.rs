@@ -291,7 +291,11 @@ fn check_extern(rule: &dyn Extern, grads: &[Option<Arg>], inputs: &[Value]) -> R
     for (k, (g, x)) in grads.iter().zip(inputs).enumerate() {
         let Some(g) = g else { continue };
         let g = g.value();
-        if g.shape() != x.shape() {
+        // A gradient that broadcasts from the input's shape is summed back to it, as
+        // PyTorch does for custom functions.
+        let fits = crate::broadcast::broadcast_shapes(name, x.shape(), g.shape())
+            .is_ok_and(|s| s.as_slice() == g.shape());
+        if !fits {
             return Err(Error::Shape {
                 op: name,
                 message: format!(
@@ -323,10 +327,14 @@ pub(crate) fn eager_external(
 ) -> Result<Contributions<Value>> {
     let grads = rule.pullback(Arg::Value(dy.clone()))?;
     check_extern(rule.as_ref(), &grads, inputs)?;
-    Ok(grads
+    grads
         .into_iter()
-        .map(|g| g.map(|g| Contribution::Dense(g.value())))
-        .collect())
+        .zip(inputs)
+        .map(|(g, x)| {
+            g.map(|g| Ok(Contribution::Dense(Eager.sum_to(&g.value(), x.shape())?)))
+                .transpose()
+        })
+        .collect()
 }
 
 /// The recording backend: every op of a pullback becomes a node on the same tape, so
@@ -641,7 +649,8 @@ impl Backend for RecordWalk<'_, '_> {
         check_extern(rule.as_ref(), &grads, &values)?;
         grads
             .into_iter()
-            .map(|g| {
+            .zip(&values)
+            .map(|(g, x)| {
                 let id = match g {
                     None => return Ok(None),
                     Some(Arg::Tracked(t)) => match t.node_on(self.rec.tape, self.rec.epoch) {
@@ -650,7 +659,7 @@ impl Backend for RecordWalk<'_, '_> {
                     },
                     Some(Arg::Value(v)) => self.rec.constant(v)?,
                 };
-                Ok(Some(Contribution::Dense(id)))
+                Ok(Some(Contribution::Dense(self.sum_to(&id, x.shape())?)))
             })
             .collect()
     }

@@ -430,14 +430,17 @@ fn is_top_level(tape: &Arc<Tape>) -> bool {
     })
 }
 
-/// The leaf of a parameter the current scope differentiates (implicit `Params`).
+/// The leaf of a parameter that a scope recording on the current tape differentiates
+/// (implicit `Params`): the innermost frame, and the enclosing ones it nests in.
 fn watched_leaf(p: &Arc<Param>, epoch: u64) -> Option<NodeId> {
     STATE.with(|s| {
         let s = s.borrow();
-        let frame = s.frames.last()?;
-        frame
-            .watched
+        let tape = &s.frames.last()?.tape;
+        s.frames
             .iter()
+            .rev()
+            .take_while(|f| Arc::ptr_eq(&f.tape, tape))
+            .flat_map(|f| f.watched.iter())
             .find(|(q, e, _)| Arc::ptr_eq(p, q) && *e == epoch)
             .map(|&(_, _, id)| id)
     })
@@ -755,6 +758,8 @@ pub struct Scope {
     tape: Arc<Tape>,
     nest: bool,
     depth: usize,
+    /// Once left: the enclosing values the scope used as constants, for marking.
+    left_outer: Mutex<Option<Vec<Arg>>>,
 }
 
 /// Enters a scope. Without `nest` it has a fresh tape, and values of enclosing scopes are
@@ -775,6 +780,7 @@ pub fn enter_scope(nest: bool) -> Scope {
             tape,
             nest,
             depth: s.frames.len(),
+            left_outer: Mutex::new(None),
         }
     })
 }
@@ -806,8 +812,12 @@ impl Scope {
                 return Ok(new_handle(&mut arena, &self.tape, id));
             }
             if let Link::Param(p) = &t.link {
-                // Differentiated in this scope wherever it is used (implicit `Params`).
+                // Differentiated in this scope wherever it is used (implicit `Params`);
+                // a scope nested in one that already does so shares its leaf.
                 let mut arena = self.tape.lock();
+                if let Some(id) = watched_leaf(p, arena.epoch) {
+                    return Ok(new_handle(&mut arena, &self.tape, id));
+                }
                 let id = push(&mut arena, Op::Input, Inputs::new(), p.value(), true);
                 let epoch = arena.epoch;
                 STATE.with(|s| {
@@ -835,6 +845,17 @@ impl Scope {
     /// The gradients of `y` with respect to `inputs`, out of place (parameters'
     /// accumulators are not touched). Nested scopes return tracked gradients.
     pub fn gradient(
+        &self,
+        y: &Output,
+        inputs: &[Tracked],
+        seed: Option<Arg>,
+        retain: bool,
+    ) -> Result<Vec<Output>> {
+        let grads = self.sweep_gradient(y, inputs, seed, retain)?;
+        self.mark(grads)
+    }
+
+    fn sweep_gradient(
         &self,
         y: &Output,
         inputs: &[Tracked],
@@ -925,64 +946,102 @@ impl Scope {
     }
 
     /// Stops recording in this scope (ops record on the enclosing one again) while
-    /// keeping its tape for later sweeps (`forward`'s reusable pullback).
+    /// keeping its tape for later sweeps (`forward`'s reusable pullback). Gradients
+    /// computed after this are marked like `exit`'s results.
     pub fn leave(&self) {
-        STATE.with(|s| {
-            let mut s = s.borrow_mut();
-            if s.frames.len() == self.depth && self.depth > 1 {
-                s.frames.pop();
-            }
-        });
+        let frame = self.pop();
+        let outer = frame.map(|f| self.outer_to_mark(f.outer));
+        *self.left_outer.lock().unwrap_or_else(|e| e.into_inner()) = outer;
     }
 
-    /// Leaves the scope. If the computation used values of enclosing scopes as
-    /// constants, each result is marked on the enclosing tape so that differentiating
-    /// through it raises "pass nest=True" instead of silently treating it as constant.
-    pub fn exit(self, results: Vec<Output>) -> Result<Vec<Output>> {
-        let frame = STATE.with(|s| {
+    /// Pops this scope's frame, if it is the innermost.
+    fn pop(&self) -> Option<Frame> {
+        STATE.with(|s| {
             let mut s = s.borrow_mut();
             if s.frames.len() == self.depth && self.depth > 1 {
                 s.frames.pop()
             } else {
                 None
             }
-        });
-        let mut outer = frame.map(|f| f.outer).unwrap_or_default();
+        })
+    }
+
+    /// The enclosing values whose use as constants must be marked on the results.
+    fn outer_to_mark(&self, mut outer: Vec<Arg>) -> Vec<Arg> {
         if self.depth == 2 {
             // Parameters used as constants directly under the top level are not marked:
             // the gradient stays a plain array, as in Tracker.jl.
             outer.retain(|a| !matches!(a, Arg::Tracked(t) if t.as_param().is_some()));
         }
+        outer
+    }
+
+    /// Marks `results` on the current (enclosing) tape if the scope used enclosing
+    /// values as constants, so that differentiating through them raises "pass
+    /// nest=True" instead of silently treating them as constants.
+    pub fn mark(&self, results: Vec<Output>) -> Result<Vec<Output>> {
+        let outer = self
+            .left_outer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match outer {
+            Some(outer) if !outer.is_empty() && !self.nest => mark(results, &outer),
+            _ => Ok(results),
+        }
+    }
+
+    /// Leaves the scope. If the computation used values of enclosing scopes as
+    /// constants, each result is marked on the enclosing tape so that differentiating
+    /// through it raises "pass nest=True" instead of silently treating it as constant.
+    pub fn exit(self, results: Vec<Output>) -> Result<Vec<Output>> {
+        let left = self
+            .left_outer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let outer = match (self.pop(), left) {
+            (Some(frame), _) => self.outer_to_mark(frame.outer),
+            (None, left) => left.unwrap_or_default(),
+        };
         if !self.nest {
             // Retire the scope's tape: escaped handles become stale. The nodes are
             // dropped after the lock is released.
             let retired = self.tape.lock().retire(0);
             drop(retired);
         }
-        if outer.is_empty() || self.nest {
-            if self.nest && !outer.is_empty() {
-                STATE.with(|s| {
-                    if let Some(f) = s.borrow_mut().frames.last_mut() {
-                        f.outer.extend(outer);
-                    }
-                });
-            }
+        if outer.is_empty() {
             return Ok(results);
         }
-        let message: Arc<str> = Arc::from(
-            "this value is a gradient computed by gradient(..., nest=False), which treats \
-             the enclosing computation's tracked values as constants; pass nest=True to \
-             differentiate through it",
-        );
-        results
-            .into_iter()
-            .map(|result| {
-                let mut args = vec![result.into_arg()];
-                args.extend(outer.iter().cloned());
-                apply(Op::Nobacksies(message.clone()), &args)
-            })
-            .collect()
+        if self.nest {
+            // A nested scope shares the enclosing tape: its enclosing values are the
+            // enclosing scope's too.
+            STATE.with(|s| {
+                if let Some(f) = s.borrow_mut().frames.last_mut() {
+                    f.outer.extend(outer);
+                }
+            });
+            return Ok(results);
+        }
+        mark(results, &outer)
     }
+}
+
+/// Each result as a nobacksies node on the current tape whose inputs include `outer`.
+fn mark(results: Vec<Output>, outer: &[Arg]) -> Result<Vec<Output>> {
+    let message: Arc<str> = Arc::from(
+        "this value is a gradient computed by gradient(..., nest=False), which treats the \
+         enclosing computation's tracked values as constants; pass nest=True to \
+         differentiate through it",
+    );
+    results
+        .into_iter()
+        .map(|result| {
+            let mut args = vec![result.into_arg()];
+            args.extend(outer.iter().cloned());
+            apply(Op::Nobacksies(message.clone()), &args)
+        })
+        .collect()
 }
 
 #[cfg(test)]

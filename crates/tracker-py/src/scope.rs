@@ -75,6 +75,17 @@ impl PyScope {
         Ok(())
     }
 
+    /// After `leave`: `values` marked like `exit`'s results when the scope used values of
+    /// enclosing scopes as constants.
+    fn mark(&self, py: Python<'_>, values: &Bound<'_, PyList>) -> PyResult<Vec<Py<PyAny>>> {
+        let values = values
+            .iter()
+            .map(|v| output_of(&v))
+            .collect::<PyResult<Vec<_>>>()?;
+        let marked = self.scope()?.mark(values).py()?;
+        marked.into_iter().map(|v| output_to_py(py, v)).collect()
+    }
+
     /// Leaves the scope; results that depend on enclosing values are marked.
     fn exit(&mut self, py: Python<'_>, results: &Bound<'_, PyList>) -> PyResult<Vec<Py<PyAny>>> {
         let scope = self
