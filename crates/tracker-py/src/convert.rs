@@ -68,11 +68,19 @@ pub fn output_to_py(py: Python<'_>, out: Output) -> PyResult<Py<PyAny>> {
         Output::Tracked(t) => {
             // A handle holds its tape's Python callables, if any (see `rules`).
             let objects = t.tape().and_then(|tape| crate::rules::objects_of(py, tape));
-            if t.shape().is_empty() {
-                Ok(Py::new(py, PyTrackedReal { inner: t, objects })?.into_any())
+            let holds_objects = objects.is_some();
+            let handle = if t.shape().is_empty() {
+                Py::new(py, PyTrackedReal { inner: t, objects })?.into_any()
             } else {
-                Ok(Py::new(py, PyTrackedArray { inner: t, objects })?.into_any())
+                Py::new(py, PyTrackedArray { inner: t, objects })?.into_any()
+            };
+            if !holds_objects {
+                // A handle refers to no Python object: the collector need not visit it,
+                // and untracked it costs nothing when collections run.
+                // SAFETY: the object is a live, GC-tracked instance we just made.
+                unsafe { pyo3::ffi::PyObject_GC_UnTrack(handle.as_ptr().cast()) };
             }
+            Ok(handle)
         }
         Output::Value(v) if v.shape().is_empty() => Ok(to_numpy_scalar(py, &v)?.unbind()),
         Output::Value(v) => Ok(to_numpy(py, v)?.unbind()),
