@@ -16,8 +16,11 @@ documented exceptions may come out, never a panic, a `SystemError` or a message 
 mentions an internal error.
 """
 
+import dataclasses
 import itertools
 import math
+import warnings
+from collections import namedtuple
 from collections.abc import Callable
 from typing import Any
 
@@ -78,6 +81,8 @@ class Program:
         self.pool = list(self.args)
         self.lines: list[str] = []
         self.count = 0
+        self.extreme_odds = 9  # one slice in this many has extreme bounds or step
+        self.invalid = False  # whether index items may be out of range
 
     # values and lines
 
@@ -91,7 +96,11 @@ class Program:
         name = f"v{self.count}"
         self.count += 1
         line = f"{name} = {expr}"
-        exec(line, self.env)
+        try:
+            exec(line, self.env)
+        except Exception:
+            note("\n".join([*self.lines, line, repr(self.inputs)]))
+            raise
         self.lines.append(line)
         if keep:
             self.pool.append(name)
@@ -130,7 +139,9 @@ class Program:
         top = float(np.max(np.abs(v))) if v.size else 0.0
         if top <= LIMIT:
             return name
-        return self.emit(f"{name} * {float(f'{LIMIT / top:.3g}')!r}", keep=False)
+        scaled = self.emit(f"{name} * {float(f'{LIMIT / top:.3g}')!r}", keep=False)
+        self.pool = [scaled if n == name else n for n in self.pool]
+        return scaled
 
     def shifted(self, name: str, differences: np.ndarray) -> str:
         """`name` plus a constant that keeps `differences` (minus it) `MARGIN` from 0."""
@@ -153,7 +164,7 @@ class Program:
         options = ["square"]
         if np.min(np.abs(v)) >= MARGIN:
             options.append("abs")
-        if np.min(v) >= -1.2:
+        if -1.2 <= np.min(v) and np.max(v) <= LIMIT:
             options.append("exp")
         how = self.choice(options)
         if how == "abs":
@@ -184,7 +195,7 @@ class Program:
         assert b is not None
         if fits(self.shape(a), self.shape(b)):
             return b
-        return self.emit(f"np.sum({b})", keep=False)
+        return self.rescale(self.emit(f"np.sum({b})", keep=False))
 
     # the ops
 
@@ -331,6 +342,11 @@ class Program:
     def index_item(self, n: int) -> str:
         """One item of an index that consumes an axis of length `n`."""
         kind = self.choice(["int", "slice", "slice", "array", "mask"])
+        if self.invalid and self.draw(st.integers(0, 7)) == 0:
+            # out of range, as an integer or in an integer array
+            wrong = st.sampled_from([n, n + 1, -n - 1] + ([] if EXPLORE else [10**30, -(10**30)]))
+            value = self.draw(wrong)
+            return str(value) if kind != "array" else f"np.array([{value}])"
         if kind == "int" and n > 0:
             return str(self.draw(st.integers(-n, n - 1)))
         if kind == "array" and n > 0:
@@ -342,14 +358,20 @@ class Program:
             bits = self.draw(st.lists(st.booleans(), min_size=n, max_size=n))
             return literal(np.array(bits, dtype=bool))
         bound = st.none() | st.integers(-n - 2, n + 2)
-        start, stop = self.draw(bound), self.draw(bound)
-        step = self.draw(st.none() | st.sampled_from([1, 2, 3, -1, -2]))
+        step = st.none() | st.sampled_from([1, 2, 3, -1, -2])
+        if self.draw(st.integers(0, self.extreme_odds)) == 0:
+            # bounds and steps far outside the axis, as NumPy clamps them
+            extreme = st.sampled_from(
+                [2**62, 2**63 - 1, -(2**63)] + ([] if EXPLORE else [10**30, -(10**30)])
+            )
+            bound, step = bound | extreme, step | extreme
+        start, stop, step = self.draw(bound), self.draw(bound), self.draw(step)
         text = f"{'' if start is None else start}:{'' if stop is None else stop}"
         return text if step is None else f"{text}:{step}"
 
     def index_key(self, shape: tuple[int, ...]) -> str:
         ndim = len(shape)
-        if ndim and self.draw(st.integers(0, 5)) == 0:
+        if ndim and self.draw(st.integers(0, 5)) == 0 and not (EXPLORE and math.prod(shape) == 0):
             # one boolean mask over the whole array
             bits = self.draw(
                 st.lists(st.booleans(), min_size=math.prod(shape), max_size=math.prod(shape))
@@ -453,7 +475,7 @@ class Program:
         except ValueError:
             joint = (MAX_SIZE + 1,)
         if math.prod(joint) > MAX_SIZE:
-            c = self.emit(f"np.sum({c})", keep=False)
+            c = self.rescale(self.emit(f"np.sum({c})", keep=False))
             joint = np.broadcast_shapes(*shapes[:2])
         values = np.unique(self.value(c))
         gaps = [(lo + hi) / 2 for lo, hi in itertools.pairwise(values) if hi - lo >= 2 * MARGIN]
@@ -469,7 +491,7 @@ class Program:
             condition = literal(np.array(bits, dtype=bool).reshape(mask_shape))
         if self.draw(st.booleans()):
             a, b = b, a
-        return self.emit(f"np.where({condition}, {a}, {b})")
+        return self.rescale(self.emit(f"np.where({condition}, {a}, {b})"))
 
     def build(self, steps: int) -> None:
         ops = [
@@ -536,7 +558,7 @@ class Program:
 
     def repro(self) -> str:
         inputs = [
-            f"{name} = np.array({x.tolist()!r}, dtype=DT)"
+            f"{name} = np.array({x.tolist()!r}, dtype=DT).reshape({x.shape})"
             for name, x in zip(self.args, self.inputs)
         ]
         return "\n".join(
@@ -612,6 +634,19 @@ def check_program(program: Program) -> None:
     f64 = program.function(np.float64)
     xs = program.inputs
 
+    # every value, traced in float64, against NumPy's
+    seen: list[Any] = []
+    tr.withgradient(program.function(np.float64, seen), *xs)
+    for line, value in zip(program.lines, seen):
+        name = line.split(" = ")[0]
+        actual, expected = tr.data(value), program.env[name]
+        assert np.shape(actual) == np.shape(expected), (
+            f"`{line}` has shape {np.shape(actual)}, NumPy's {np.shape(expected)}\n{repro}"
+        )
+        assert close(actual, expected, 1e-12, 1e-12), (
+            f"`{line}` is\n{actual}\nNumPy's\n{expected}\n{repro}"
+        )
+
     # the value and gradients, traced in float64, against NumPy and finite differences
     expected = f64(*xs)
     val, grads = tr.withgradient(f64, *xs)
@@ -645,7 +680,7 @@ def check_program(program: Program) -> None:
         )
 
     # float32: runs, stays float32 throughout, and agrees with float64
-    seen: list[Any] = []
+    seen = []
     f32 = program.function(np.float32, seen)
     xs32 = [x.astype(np.float32) for x in xs]
     val32, grads32 = tr.withgradient(f32, *xs32)
@@ -680,3 +715,579 @@ def test_random_programs_match_finite_differences(program: Program) -> None:
 @given(program=programs())
 def test_random_programs_match_finite_differences_long_run(program: Program) -> None:
     check_program(program)
+
+
+# Indexing against NumPy
+
+
+@st.composite
+def index_cases(draw: Callable[[Any], Any]) -> tuple[tuple[int, ...], str]:
+    shape = tuple(draw(st.lists(st.integers(0, 4), max_size=4)))
+    maker = Program(draw, [])
+    maker.extreme_odds = 2
+    maker.invalid = draw(st.booleans())
+    return shape, maker.index_key(shape)
+
+
+def check_index(shape: tuple[int, ...], source: str) -> None:
+    """`x[key]` and its gradient against NumPy's `x[key]` and a scatter-add of the weights."""
+    x = np.arange(math.prod(shape), dtype=np.float64).reshape(shape) + 0.5
+    key = eval(f"np.s_[{source}]", {"np": np})
+    what = f"tr.param(np.arange({x.size}.0).reshape({shape}) + 0.5)[{source}]"
+    try:
+        expected = x[key]
+    except IndexError:
+        result = attempt(what, lambda: tr.param(x)[key])
+        # (tracker raises ValueError for index arrays that do not broadcast together)
+        assert isinstance(result, IndexError | ValueError), (
+            f"{what} gave {result!r}, NumPy an IndexError"
+        )
+        return
+    result = attempt(what, lambda: tr.param(x)[key])
+    assert not isinstance(result, BaseException), (
+        f"{what} raised {result!r}; NumPy gives {expected}"
+    )
+    assert np.shape(result) == np.shape(expected), f"{what} has shape {np.shape(result)}"
+    assert np.array_equal(tr.data(result), expected), f"{what} is {tr.data(result)}, not {expected}"
+    w = np.arange(np.size(expected), dtype=np.float64).reshape(np.shape(expected)) + 1.0
+    grad = tr.gradient(lambda z: np.sum(z[key] * w), x)[0]
+    positions = np.arange(x.size).reshape(shape)[key]
+    scattered = np.bincount(np.ravel(positions), weights=np.ravel(w), minlength=x.size)
+    assert np.array_equal(grad, scattered.reshape(shape)), f"gradient of {what}: {grad}"
+
+
+@settings(max_examples=300, **SLOW_SETTINGS)
+@given(case=index_cases())
+def test_indexing_matches_numpy(case: tuple[tuple[int, ...], str]) -> None:
+    check_index(*case)
+
+
+@pytest.mark.slow
+@settings(max_examples=5000, **SLOW_SETTINGS)
+@given(case=index_cases())
+def test_indexing_matches_numpy_long_run(case: tuple[tuple[int, ...], str]) -> None:
+    check_index(*case)
+
+
+# Every public function with random arguments
+
+
+import os
+
+LOG = open("/tmp/fuzzlog.txt", "w") if os.environ.get("FUZZLOG") else None
+
+
+class Boom(Exception):
+    """Raised by the callables handed to tracker: it must come back unchanged."""
+
+
+ALLOWED = (TypeError, ValueError, IndexError, MemoryError, KeyError, tr.TrackerError, Boom)
+
+
+def attempt(
+    what: str,
+    fn: Callable[..., Any],
+    *args: Any,
+    also_allowed: tuple[type, ...] = (),
+    **kwargs: Any,
+) -> Any:
+    """`fn(*args, **kwargs)`, or the documented exception it raised; anything else fails.
+
+    `also_allowed` are exceptions NumPy itself raises for the same arguments.
+    """
+    if LOG:
+        print(what[:400].replace("\n", " "), file=LOG, flush=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fn(*args, **kwargs)
+    except ALLOWED + also_allowed as e:
+        assert "internal" not in str(e).lower(), f"{what}: {type(e).__name__}: {e}"
+        return e
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # a PanicException is a BaseException
+        pytest.fail(f"{what} raised {type(e).__module__}.{type(e).__qualname__}: {e}")
+
+
+def tracked(kind: str, shape: tuple[int, ...], dtype: Any) -> Any:
+    """A tracked value: a parameter, a recorded value, a consumed one, or a stale one."""
+    x = np.linspace(0.5, 1.5, math.prod(shape)).reshape(shape).astype(dtype)
+    p = tr.param(x)
+    if kind == "param" or not tr.istracked(p * 1.0):  # (inside tr.no_grad)
+        return p
+    y = p * 2.0
+    if kind == "consumed":
+        tr.back(np.sum(y))
+    elif kind == "stale":
+        leaked = []
+        tr.gradient(lambda z: np.sum(leaked.append(z * 2.0) or z), x)
+        return leaked[0]
+    elif kind == "nested":
+        return tr.gradient(lambda z: np.sum(z * y), x)[0]
+    return y
+
+
+small_shapes = st.lists(st.integers(0, 3), max_size=4).map(tuple)
+tracked_values = st.builds(
+    tracked,
+    st.sampled_from(["param", "param", "node", "consumed", "stale", "nested"]),
+    small_shapes,
+    st.sampled_from([np.float64, np.float32]),
+)
+
+
+def junk_arrays() -> st.SearchStrategy[Any]:
+    from hypothesis.extra import numpy as hnp
+
+    dtypes = st.sampled_from(
+        [
+            np.float64,
+            np.float32,
+            np.float16,
+            np.complex128,
+            np.int64,
+            np.int8,
+            np.uint8,
+            np.bool_,
+            np.dtype(">f8"),
+            np.dtype("U2"),
+        ]
+    )
+    plain = hnp.arrays(dtypes, hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=3))
+    strided = hnp.arrays(np.float64, (4, 3)).map(lambda a: a[::2, ::-1])
+    return plain | strided
+
+
+HUGE = 2**40
+
+junk_objects = st.sampled_from(
+    [
+        None,
+        "abc",
+        "",
+        b"bytes",
+        object(),
+        Ellipsis,
+        1j,
+        float("nan"),
+        float("inf"),
+        -float("inf"),
+        0,
+        -1,
+        3,
+        2**63,
+        -(2**63) - 1,
+        10**30,
+        True,
+        False,
+        0.5,
+        -2.0,
+        np.float16(1.0),
+        np.complex64(1j),
+        np.int8(-3),
+        np.float32(2.0),
+        np.float64(-1.5),
+        np.bool_(True),
+        np.datetime64("2020-01-01"),
+        [],
+        [[]],
+        [1.0, 2.0],
+        [[1.0], [2.0, 3.0]],
+        [1, "a"],
+        (1, 2),
+        (0, -1),
+        (2, 3, 4),
+        (HUGE, HUGE),
+        (2**62, 4),
+        (-1, HUGE),
+        (2**32, 2**32, -1),
+        {"a": 1.0},
+        {1, 2},
+        range(3),
+        slice(0, 2),
+        slice(None, None, -1),
+        slice(1, None, 2**63 - 1),
+        lambda *a: None,
+        np.sum,
+        np.array([object()]),
+        np.ma.array([1.0, 2.0], mask=[False, True]),
+        np.ones((2**20, 1)),
+    ]
+)
+
+junk = st.deferred(
+    lambda: (
+        junk_objects
+        | junk_arrays()
+        | tracked_values
+        | st.floats(allow_nan=True, allow_infinity=True)
+        | st.integers(-(2**70), 2**70)
+        | st.lists(junk_objects | tracked_values, max_size=3)
+        | st.tuples(st.integers(-5, 5), st.integers(-5, 5))
+    )
+)
+
+BIG_INDEX = st.integers(-(2**62), 2**62) if EXPLORE else st.integers(-(2**70), 2**70)
+index_items = st.one_of(
+    st.integers(-4, 4),
+    BIG_INDEX,
+    st.none(),
+    st.just(Ellipsis),
+    st.builds(
+        slice,
+        st.none() | st.integers(-5, 5) | BIG_INDEX,
+        st.none() | st.integers(-5, 5) | BIG_INDEX,
+        st.none() | st.integers(-3, 3) | BIG_INDEX,
+    ),
+    st.lists(st.integers(-4, 4), max_size=3),
+    st.lists(st.booleans(), max_size=4).map(np.array),
+    st.lists(st.integers(-4, 4), max_size=3).map(lambda v: np.array(v, dtype=np.int64)),
+    st.lists(st.integers(0, 4), max_size=3).map(lambda v: np.array(v, dtype=np.uint8)),
+    junk_objects.filter(lambda o: not EXPLORE or not (isinstance(o, int) and abs(o) >= 2**63)),
+    tracked_values,
+)
+index_keys = index_items | st.lists(index_items, max_size=5).map(tuple)
+
+
+CALLABLES: list[Callable[..., Any]] = [
+    lambda *xs: np.sum(xs[0]),
+    lambda *xs: xs[0],
+    lambda *xs: "loss",
+    lambda *xs: None,
+    lambda *xs: (np.sum(xs[0]), "aux"),
+    lambda *xs: (),
+    lambda *xs: xs[0] @ xs[-1],
+    lambda *xs: np.sum(xs[0] * xs[-1]),
+    lambda *xs: sum(np.sum(x) for x in xs),
+    lambda *xs: np.sum(tr.data(xs[0])),
+    lambda *xs: tr.gradient(lambda y: np.sum(y * y), xs[0])[0],
+    lambda *xs: np.sum(tr.gradient(lambda y: np.sum(y**3), xs[0], nest=True)[0]),
+    lambda *xs: np.sum(tr.gradient(lambda y: np.sum(y * xs[0]), 1.0)[0] * xs[0]),
+    lambda *xs: np.max(xs[0]) / np.min(xs[-1]),
+    lambda *xs: xs[0][0],
+]
+
+
+def boom(*xs: Any) -> Any:
+    raise Boom("from the user's function")
+
+
+CALLABLES.append(boom)
+
+Point = namedtuple("Point", "x y")
+
+
+@dataclasses.dataclass
+class Pair:
+    a: Any
+    b: Any
+
+
+def structure(draw: Callable[[Any], Any]) -> Any:
+    """A random argument structure for `gradient`: a leaf, or containers of leaves."""
+    leaf = st.one_of(junk, st.just(np.array([0.5, 1.5])), st.just(1.25))
+    how = draw(
+        st.sampled_from(["leaf", "leaf", "list", "dict", "tuple", "namedtuple", "dataclass"])
+    )
+    if how == "leaf":
+        return draw(leaf)
+    if how == "list":
+        return draw(st.lists(leaf, max_size=3))
+    if how == "dict":
+        return draw(st.dictionaries(st.sampled_from("abc"), leaf, max_size=3))
+    if how == "tuple":
+        return tuple(draw(st.lists(leaf, max_size=3)))
+    if how == "namedtuple":
+        return Point(draw(leaf), draw(leaf))
+    return Pair(draw(leaf), draw(leaf))
+
+
+def random_action(draw: Callable[[Any], Any]) -> None:
+    """One call of a public function or op with random arguments."""
+    a = draw(junk)
+    b = draw(junk)
+    t = draw(tracked_values)
+    action = draw(st.sampled_from(ACTIONS))
+    action(draw, t, a, b)
+
+
+def _binary_ops(draw: Callable[[Any], Any], t: Any, a: Any, b: Any) -> None:
+    ops = [
+        lambda x, y: x + y,
+        lambda x, y: x - y,
+        lambda x, y: x * y,
+        lambda x, y: x / y,
+        lambda x, y: x**y,
+        lambda x, y: x @ y,
+        lambda x, y: x < y,
+        lambda x, y: x == y,
+        np.add,
+        np.subtract,
+        np.multiply,
+        np.divide,
+        np.power,
+        np.maximum,
+        np.minimum,
+        np.dot,
+        np.matmul,
+        np.float_power,
+        np.arctan2,
+        np.logical_and,
+    ]
+    op = draw(st.sampled_from(ops))
+    attempt(f"{op}(t, a)", op, t, a)
+    attempt(f"{op}(a, t)", op, a, t)
+    attempt("t.dot(a)", t.dot, a)
+
+
+def _unary_ops(draw: Callable[[Any], Any], t: Any, a: Any, b: Any) -> None:
+    ufunc = draw(
+        st.sampled_from(
+            [
+                np.exp,
+                np.log,
+                np.sin,
+                np.cos,
+                np.tanh,
+                np.sqrt,
+                np.abs,
+                np.negative,
+                np.square,
+                np.positive,
+                np.fabs,
+                np.isnan,
+                np.sign,
+                np.floor,
+                np.cbrt,
+                np.exp2,
+            ]
+        )
+    )
+    kwargs = draw(
+        st.dictionaries(
+            st.sampled_from(["out", "where", "dtype", "casting", "order"]), junk, max_size=2
+        )
+    )
+    attempt(f"{ufunc}(t, **{kwargs})", ufunc, t, **kwargs)
+    for f in (abs, lambda x: -x, lambda x: +x):
+        attempt("unary operator", f, t)
+
+
+def _index(draw: Callable[[Any], Any], t: Any, a: Any, b: Any) -> None:
+    key = draw(index_keys)
+    attempt(f"t[{key!r}]", lambda: t[key])
+    attempt(f"t[{key!r}] = a", t.__setitem__, key, a)
+
+
+# NumPy raises OverflowError for an axis beyond int64, so tracker may too
+OVERFLOW = (OverflowError,)
+
+
+def _reductions(draw: Callable[[Any], Any], t: Any, a: Any, b: Any) -> None:
+    name = draw(st.sampled_from(["sum", "mean", "prod", "max", "min"]))
+    axis = draw(st.one_of(junk, st.integers(-6, 6), st.lists(st.integers(-6, 6), max_size=4)))
+    keepdims = draw(st.one_of(st.booleans(), junk))
+    attempt(
+        f"t.{name}({axis!r}, {keepdims!r})",
+        lambda: getattr(t, name)(axis, keepdims),
+        also_allowed=OVERFLOW,
+    )
+    attempt(f"t.{name}(axis={axis!r})", lambda: getattr(t, name)(axis=axis), also_allowed=OVERFLOW)
+    attempt(
+        f"np.{name}(t, axis={axis!r}, keepdims={keepdims!r})",
+        lambda: getattr(np, name)(t, axis=axis, keepdims=keepdims),
+        also_allowed=OVERFLOW,
+    )
+    attempt(f"np.{name}(t, out=a)", lambda: getattr(np, name)(t, out=a))
+    ufunc = draw(st.sampled_from([np.add, np.multiply, np.maximum, np.minimum, np.subtract]))
+    method = draw(st.sampled_from(["reduce", "accumulate", "outer", "at", "reduceat"]))
+    attempt(
+        f"{ufunc}.{method}(t, {axis!r})",
+        lambda: getattr(ufunc, method)(t, axis),
+        also_allowed=OVERFLOW,
+    )
+    attempt(
+        f"{ufunc}.reduce(t, axis={axis!r})",
+        lambda: ufunc.reduce(t, axis=axis),
+        also_allowed=OVERFLOW,
+    )
+
+
+def _shapes(draw: Callable[[Any], Any], t: Any, a: Any, b: Any) -> None:
+    shape = draw(st.one_of(junk, st.lists(st.integers(-2, 6), max_size=5).map(tuple)))
+    if EXPLORE and any(
+        isinstance(d, int) and abs(d) >= 2**63
+        for d in (shape if isinstance(shape, (tuple, list)) else [shape])
+    ):
+        return
+    attempt(f"t.reshape({shape!r})", lambda: t.reshape(shape))
+    attempt(f"np.reshape(t, {shape!r})", lambda: np.reshape(t, shape))
+    attempt(f"t.transpose({shape!r})", lambda: t.transpose(shape))
+    attempt(f"np.transpose(t, {shape!r})", lambda: np.transpose(t, shape))
+    if isinstance(shape, tuple):
+        attempt(f"t.reshape(*{shape!r})", lambda: t.reshape(*shape))
+        attempt(f"t.transpose(*{shape!r})", lambda: t.transpose(*shape))
+    attempt("t.T", lambda: t.T)
+
+
+def _joins(draw: Callable[[Any], Any], t: Any, a: Any, b: Any) -> None:
+    axis = draw(st.one_of(st.integers(-4, 4), junk))
+    pieces = draw(st.permutations([t, a, t]))
+    for f in (np.stack, np.concatenate, np.vstack, np.hstack):
+        attempt(f"{f}({pieces!r}, axis={axis!r})", lambda f=f: f(pieces, axis=axis))
+        attempt(f"{f}([t, t])", lambda f=f: f([t, t]))
+    attempt("np.where(a, t, b)", lambda: np.where(a, t, b))
+    attempt("np.where(t > 1, a, t)", lambda: np.where(t > 1, a, t))
+    attempt("np.where(t)", lambda: np.where(t))
+
+
+def _conversions(draw: Callable[[Any], Any], t: Any, a: Any, b: Any) -> None:
+    spec = draw(st.sampled_from(["", ".3f", "x", "bad", "10", "e", "%"]))
+    for what, f in [
+        ("len", len),
+        ("list", list),
+        ("float", float),
+        ("int", int),
+        ("bool", bool),
+        ("complex", complex),
+        ("repr", repr),
+        ("str", str),
+        ("format", lambda x: format(x, spec)),
+        ("item", lambda x: x.item()),
+        ("np.asarray", np.asarray),
+        ("np.array", lambda x: np.array([x, x])),
+        ("math.sin", math.sin),
+        ("hash", hash),
+        ("attributes", lambda x: (x.shape, x.dtype, x.ndim, x.size, x.data)),
+        ("x.grad", lambda x: x.grad),
+        ("x.back", lambda x: x.back(a)),
+        ("x.back once", lambda x: x.back(once=b)),
+        ("sort", np.sort),
+        ("cumsum", np.cumsum),
+    ]:
+        attempt(what, f, t)
+
+
+def _api(draw: Callable[[Any], Any], t: Any, a: Any, b: Any) -> None:
+    x = draw(st.sampled_from([a, t]))
+    result = attempt("tr.istracked", tr.istracked, x)
+    assert isinstance(result, bool)
+    result = attempt("tr.isleaf", tr.isleaf, x)
+    assert isinstance(result, bool)
+    result = attempt("tr.data", tr.data, x)
+    assert not isinstance(result, BaseException)
+    if not tr.istracked(x):
+        assert result is x
+    attempt("tr.param", tr.param, x)
+    attempt("tr.grad", tr.grad, x)
+    attempt("tr.zero_grad", tr.zero_grad, x)
+    attempt("tr.update", tr.update, x, b)
+    attempt("tr.back", tr.back, x)
+    attempt("tr.back with a seed", tr.back, x, b)
+    attempt("tr.back with once", tr.back, x, dy=b, once=draw(st.sampled_from([True, False, a])))
+
+
+def _differentiate(draw: Callable[[Any], Any], t: Any, a: Any, b: Any) -> None:
+    f = draw(st.sampled_from([*CALLABLES, a]))
+    args = [structure(draw) for _ in range(draw(st.integers(0, 3)))]
+    nest = draw(st.sampled_from([True, False, a]))
+    attempt("tr.gradient", tr.gradient, f, *args)
+    attempt("tr.gradient(nest)", tr.gradient, f, *args, nest=nest)
+    attempt("tr.withgradient", tr.withgradient, f, *args)
+    x = draw(st.sampled_from([a, t, np.array([0.5, 1.5])]))
+    attempt("tr.jacobian", tr.jacobian, f, x)
+    attempt("tr.hessian", tr.hessian, f, x)
+
+
+def _rules(draw: Callable[[Any], Any], t: Any, a: Any, b: Any) -> None:
+    """Custom rules, hooks and checkpoints whose pullbacks return random (wrong) things."""
+    returned = draw(
+        st.sampled_from(
+            [
+                (a,),
+                (a, b),
+                a,
+                None,
+                (None,),
+                (),
+                (np.ones(7),),
+                (np.ones(np.shape(tr.data(t)), dtype=np.float16),),
+                (np.ones(np.shape(tr.data(t)), dtype=np.complex128),),
+                (tr.data(t),),
+            ]
+        )
+    )
+
+    def pullback(dy: Any) -> Any:
+        if returned is None and draw(st.booleans()):
+            raise Boom("from the pullback")
+        return returned
+
+    value = draw(st.sampled_from([t, a]))
+
+    @tr.rule
+    def custom(x: Any) -> Any:
+        return value, pullback
+
+    for make in (
+        lambda: custom(t),
+        lambda: tr.track(lambda x: (value, pullback), t),
+        lambda: tr.hook(lambda g: returned, t),
+        lambda: tr.checkpoint(draw(st.sampled_from(CALLABLES)), t),
+        lambda: tr.nobacksies("no", t),
+    ):
+        y = attempt("recording a rule", make)
+        if not isinstance(y, BaseException):
+            attempt("back through a rule", lambda y=y: tr.back(np.sum(y)))
+            attempt("gradient through a rule", tr.gradient, lambda z: np.sum(custom(z)), t)
+
+
+def _contexts(draw: Callable[[Any], Any], t: Any, a: Any, b: Any) -> None:
+    context = draw(st.sampled_from([tr.no_grad, tr.detect_anomaly]))
+    inner = draw(st.sampled_from([_binary_ops, _index, _differentiate, _api]))
+    with context():
+        inner(draw, t, a, b)
+
+
+ACTIONS = [
+    _binary_ops,
+    _unary_ops,
+    _index,
+    _reductions,
+    _shapes,
+    _joins,
+    _conversions,
+    _api,
+    _differentiate,
+    _rules,
+    _contexts,
+]
+
+
+def still_works() -> None:
+    """After any of the above, the engine is in a usable state."""
+    grad = tr.gradient(lambda x: np.sum(x * x), np.array([1.0, 2.0]))[0]
+    assert np.array_equal(grad, [2.0, 4.0])
+    p = tr.param([1.0, 2.0])
+    tr.back(np.sum(p * p))
+    assert np.array_equal(tr.grad(p), [2.0, 4.0])
+    assert tr.istracked(p * 1.0)  # recording is on again
+    assert tr.hessian(lambda x: np.sum(x**3), np.array([1.0]))[0, 0] == 6.0
+
+
+@settings(max_examples=400, **SLOW_SETTINGS)
+@given(data=st.data())
+def test_public_functions_with_random_arguments(data: st.DataObject) -> None:
+    for _ in range(data.draw(st.integers(1, 4))):
+        random_action(data.draw)
+    still_works()
+
+
+@pytest.mark.slow
+@settings(max_examples=5000, **SLOW_SETTINGS)
+@given(data=st.data())
+def test_public_functions_with_random_arguments_long_run(data: st.DataObject) -> None:
+    for _ in range(data.draw(st.integers(1, 8))):
+        random_action(data.draw)
+    still_works()

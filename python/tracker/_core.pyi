@@ -33,6 +33,7 @@ __all__ = [
     "set_anomaly",
     "set_functions",
     "set_grad_enabled",
+    "uncounted",
     "update",
     "where",
     "zero_grad",
@@ -204,6 +205,9 @@ class TapeObjects:
     """The Python callables one tape holds (visible to the garbage collector)."""
 
 def enter_scope(nest: bool) -> Scope: ...
+def uncounted(x: Any) -> Any:
+    """A handle to `x` that does not keep its tape from being cleared."""
+
 def nobacksies(message: str, x: Any) -> Any:
     """`x`, marked so that any backward pass through it raises `message`."""
 

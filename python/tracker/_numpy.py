@@ -84,9 +84,9 @@ def _where(condition, *values):
     return _core.where(condition, *values)
 
 
-def _normalize_axis(axis: int, ndim: int) -> int:
+def _normalize_axis(op: str, axis: int, ndim: int) -> int:
     if not -ndim <= axis < ndim:
-        raise IndexError(f"axis {axis} is out of bounds for array of dimension {ndim}")
+        raise IndexError(f"np.{op}: axis {axis} is out of bounds for array of dimension {ndim}")
     return axis % ndim
 
 
@@ -96,9 +96,9 @@ def _stack(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
     arrays = list(arrays)
     shapes = {np.shape(_core.data(a)) for a in arrays}
     if len(shapes) != 1:
-        raise ValueError("all input arrays must have the same shape")
+        raise ValueError(f"np.stack: all input arrays must have the same shape, got {shapes}")
     (shape,) = shapes
-    axis = _normalize_axis(axis, len(shape) + 1)
+    axis = _normalize_axis("stack", axis, len(shape) + 1)
     stacked = (*shape[:axis], len(arrays), *shape[axis:])
     before = (slice(None),) * axis
     return sum_pieces(_core.place(a, stacked, (*before, k)) for k, a in enumerate(arrays))
@@ -109,11 +109,12 @@ def _concatenate(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
     _refuse_options("concatenate", out=out, dtype=dtype)
     arrays = list(arrays)
     shapes = [np.shape(_core.data(a)) for a in arrays]
-    axis = _normalize_axis(axis, len(shapes[0]))
+    axis = _normalize_axis("concatenate", axis, len(shapes[0]))
     rest = {s[:axis] + s[axis + 1 :] for s in shapes}
     if len(rest) != 1:
         raise ValueError(
-            "all the input array dimensions except for the concatenation axis must match exactly"
+            "np.concatenate: all the input array dimensions except for the concatenation axis "
+            f"must match exactly, got shapes {shapes}"
         )
     total = sum(s[axis] for s in shapes)
     joined = (*shapes[0][:axis], total, *shapes[0][axis + 1 :])

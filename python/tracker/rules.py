@@ -44,12 +44,29 @@ def rule(f: Callable[..., tuple[Any, Callable[[Any], Any]]]) -> Callable[..., An
     def tracked(*args: Any) -> Any:
         if not _any_tracked(args):
             return f(*args)[0]
+        args, kept = _snapshot(args)
         # The forward runs without recording; the pullback keeps the tracked inputs.
         with _no_recording():
             y, pullback = f(*args)
-        return _record(name, pullback, args, _core.data(y))
+        out = _record(name, pullback, args, _core.data(y))
+        del kept  # recorded: the rule's node now keeps the tape
+        return out
 
     return tracked
+
+
+def _snapshot(args: tuple[Any, ...]) -> tuple[tuple[Any, ...], list[Any]]:
+    """The tracked arguments as the pullback should capture them, and what to keep
+    alive until the rule is recorded.
+
+    A parameter becomes a node connected to it, so the pullback keeps the value
+    recorded now even if the parameter is updated before the backward pass. Every
+    tracked argument is passed as a handle that does not keep the tape alive: the
+    pullback runs only while the rule's node (and so the tape) is.
+    """
+    kept = [_core.param(a) if _core.isleaf(a) else a for a in args]
+    passed = tuple(_core.uncounted(k) if _core.istracked(k) else k for k in kept)
+    return passed, kept
 
 
 def _record(name: str, pullback: Callable[[Any], Any], args: tuple[Any, ...], value: Any) -> Any:
@@ -98,17 +115,23 @@ def checkpoint(f: Callable[..., Any], *args: Any) -> Any:
 
     if not _any_tracked(args):
         return f(*args)
+    args, kept = _snapshot(args)
     with _no_recording():
         y = f(*args)
 
     def pullback(dy: Any) -> tuple[Any, ...]:
-        tracked = [a for a in args if _core.istracked(a)]
         nested = _core.istracked(dy)
+        # First order recomputes on the plain values (a fresh tape); nested, on the
+        # tracked inputs, so the recomputation is differentiated again.
+        inputs = args if nested else tuple(_core.data(a) for a in args)
+        tracked = [x for x, a in zip(inputs, args) if _core.istracked(a)]
         with _recording():
-            grads = iter(api._pullback_of(f, args, tracked, dy, nest=nested))
+            grads = iter(api._pullback_of(f, inputs, tracked, dy, nest=nested))
         return tuple(next(grads) if _core.istracked(a) else None for a in args)
 
-    return _record(getattr(f, "__name__", "checkpoint"), pullback, args, _core.data(y))
+    out = _record(getattr(f, "__name__", "checkpoint"), pullback, args, _core.data(y))
+    del kept  # recorded: the rule's node now keeps the tape
+    return out
 
 
 def nobacksies(message: str, x: Any) -> Any:

@@ -725,6 +725,23 @@ impl Walk for RecordWalk<'_, '_> {
     }
 }
 
+/// Marks a sweep under way on a tape for as long as it lives.
+struct Sweeping<'t>(&'t Tape);
+
+impl<'t> Sweeping<'t> {
+    fn new(tape: &'t Tape) -> Self {
+        tape.lock().sweeps += 1;
+        Sweeping(tape)
+    }
+}
+
+impl Drop for Sweeping<'_> {
+    fn drop(&mut self) {
+        let mut arena = self.0.lock();
+        arena.sweeps = arena.sweeps.saturating_sub(1);
+    }
+}
+
 /// An eager sweep from `root` on `tape` (which must be at `epoch`).
 pub(crate) fn eager_sweep(
     tape: &Tape,
@@ -734,6 +751,7 @@ pub(crate) fn eager_sweep(
     consume: bool,
     into_params: bool,
 ) -> Result<Vec<Option<Value>>> {
+    let _sweeping = Sweeping::new(tape);
     let mut walk = EagerWalk {
         tape,
         epoch,
@@ -752,6 +770,7 @@ pub(crate) fn recorded_sweep(
     seed: Value,
     tracked_seed: Option<NodeId>,
 ) -> Result<Vec<Option<NodeId>>> {
+    let _sweeping = Sweeping::new(tape);
     let rec = Recorder::new(tape, epoch);
     let seed = match tracked_seed {
         Some(id) => id,

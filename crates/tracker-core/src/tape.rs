@@ -44,6 +44,8 @@ pub(crate) struct Arena {
     pub(crate) live: usize,
     /// Where ops were recorded, kept only in anomaly mode.
     pub(crate) locations: Vec<(NodeId, Arc<str>)>,
+    /// Sweeps under way on this tape: it is not cleared while one runs.
+    pub(crate) sweeps: usize,
 }
 
 impl Arena {
@@ -76,6 +78,7 @@ impl Tape {
                 epoch: 0,
                 live: 0,
                 locations: Vec::new(),
+                sweeps: 0,
             }),
             owner: std::thread::current().id(),
             id: NEXT_TAPE_ID.fetch_add(1, Ordering::Relaxed),
@@ -192,10 +195,15 @@ struct NodeRef {
     epoch: u64,
     op: &'static str,
     value: Value,
+    /// Whether this handle keeps the tape from being cleared (see `Tracked::uncounted`).
+    counted: bool,
 }
 
 impl Drop for NodeRef {
     fn drop(&mut self) {
+        if !self.counted {
+            return;
+        }
         let mut arena = self.tape.lock();
         if arena.epoch == self.epoch {
             let counted = arena
@@ -261,6 +269,25 @@ impl Tracked {
         match &self.link {
             Link::Param(p) => p.value().dtype(),
             Link::Node(r) => r.value.dtype(),
+        }
+    }
+
+    /// A handle to the same value that does not keep its tape from being cleared: for
+    /// what a rule's pullback captures, which runs only while the rule's node (and so
+    /// the tape) is alive.
+    pub fn uncounted(&self) -> Tracked {
+        match &self.link {
+            Link::Param(_) => self.clone(),
+            Link::Node(r) => Tracked {
+                link: Link::Node(Arc::new(NodeRef {
+                    tape: r.tape.clone(),
+                    id: r.id,
+                    epoch: r.epoch,
+                    op: r.op,
+                    value: r.value.clone(),
+                    counted: false,
+                })),
+            },
         }
     }
 
@@ -374,6 +401,21 @@ thread_local! {
         grad_enabled: true,
         anomaly: false,
     });
+}
+
+/// Told when a tape's arena has been cleared (after its lock is released), so that an
+/// embedding can free what it keeps for the old nodes.
+static RETIRED: std::sync::OnceLock<fn(&Tape)> = std::sync::OnceLock::new();
+
+/// Installs the function told when a tape's arena is cleared.
+pub fn set_retire_hook(hook: fn(&Tape)) {
+    let _ = RETIRED.set(hook);
+}
+
+fn retired(tape: &Tape) {
+    if let Some(hook) = RETIRED.get() {
+        hook(tape);
+    }
 }
 
 /// Polled by long backward passes: an error (say, a keyboard interrupt) stops them.
@@ -563,6 +605,7 @@ pub(crate) fn new_handle(arena: &mut Arena, tape: &Arc<Tape>, id: NodeId) -> Tra
             epoch: arena.epoch,
             op,
             value: value.unwrap_or_else(|| Value::scalar(f64::NAN, Dtype::F64)),
+            counted: true,
         })),
     }
 }
@@ -582,6 +625,22 @@ pub fn apply(op: Op, args: &[Arg]) -> Result<Output> {
 /// value its caller computed.
 pub fn apply_extern(rule: Arc<dyn Extern>, args: &[Arg], value: Value) -> Result<Output> {
     record(Op::Extern(rule), args, Some(value))
+}
+
+/// Clears `tape` when no handle refers to an unconsumed node of it, keeping the
+/// capacity. The old nodes are dropped, and the embedding told, after the lock is
+/// released: dropping borrowed NumPy arrays can run Python code, which may record.
+fn clear_if_unreferenced(tape: &Tape) {
+    let old = {
+        let mut arena = tape.lock();
+        if arena.live > 0 || arena.sweeps > 0 || arena.nodes.is_empty() {
+            return;
+        }
+        let capacity = arena.nodes.capacity();
+        arena.retire(capacity)
+    };
+    drop(old);
+    retired(tape);
 }
 
 /// `op`'s value (`given`, or computed), recorded when an argument is tracked.
@@ -617,15 +676,8 @@ fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
     let tape = current_tape();
     let top = is_top_level(&tape);
     let mut outer = Vec::new();
-    // Declared before the guard so that it is dropped after the lock is released:
-    // dropping borrowed NumPy arrays can run Python code, which may record.
-    let mut _retired = Vec::new();
+    clear_if_unreferenced(&tape);
     let mut arena = tape.lock();
-    if arena.live == 0 && !arena.nodes.is_empty() {
-        // No handle refers to an unconsumed node: start afresh, keeping the capacity.
-        let capacity = arena.nodes.capacity();
-        _retired = arena.retire(capacity);
-    }
     let mut ids = Inputs::new();
     let mut values: SmallVec<[Value; 2]> = SmallVec::new();
     let mut needs_grad = false;
@@ -760,6 +812,8 @@ pub struct Scope {
     depth: usize,
     /// Once left: the enclosing values the scope used as constants, for marking.
     left_outer: Mutex<Option<Vec<Arg>>>,
+    /// The thread whose scope stack holds this scope's frame.
+    owner: ThreadId,
 }
 
 /// Enters a scope. Without `nest` it has a fresh tape, and values of enclosing scopes are
@@ -781,6 +835,7 @@ pub fn enter_scope(nest: bool) -> Scope {
             nest,
             depth: s.frames.len(),
             left_outer: Mutex::new(None),
+            owner: std::thread::current().id(),
         }
     })
 }
@@ -954,8 +1009,11 @@ impl Scope {
         *self.left_outer.lock().unwrap_or_else(|e| e.into_inner()) = outer;
     }
 
-    /// Pops this scope's frame, if it is the innermost.
+    /// Pops this scope's frame, if it is the innermost of its thread.
     fn pop(&self) -> Option<Frame> {
+        if std::thread::current().id() != self.owner {
+            return None;
+        }
         STATE.with(|s| {
             let mut s = s.borrow_mut();
             if s.frames.len() == self.depth && self.depth > 1 {
@@ -1007,8 +1065,9 @@ impl Scope {
         if !self.nest {
             // Retire the scope's tape: escaped handles become stale. The nodes are
             // dropped after the lock is released.
-            let retired = self.tape.lock().retire(0);
-            drop(retired);
+            let old = self.tape.lock().retire(0);
+            drop(old);
+            retired(&self.tape);
         }
         if outer.is_empty() {
             return Ok(results);

@@ -33,10 +33,18 @@ pub struct BufferOwner {
     value: Value,
 }
 
+/// rust-numpy's limit on dimensions (NumPy's is 64): wider arrays cross flattened.
+const MAX_DIMS: usize = 32;
+
 fn typed_view<'py, T: Element + Float>(
     owner: &Bound<'py, BufferOwner>,
     array: &Array<T>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    if array.shape().len() > MAX_DIMS {
+        // A flat view, reshaped by NumPy (still a read-only view of the same buffer).
+        let flat = typed_view(owner, &array.reshaped(&[array.len()]).py()?)?;
+        return flat.call_method1("reshape", (PyTuple::new(owner.py(), array.shape())?,));
+    }
     let view = array.view().py()?;
     // SAFETY: the view points into the buffer `owner` keeps alive (an Arc'd buffer or the
     // inline scalar inside the frozen, heap-allocated owner); nothing writes to it, and
@@ -87,27 +95,27 @@ pub fn output_to_py(py: Python<'_>, out: Output) -> PyResult<Py<PyAny>> {
     }
 }
 
-fn dtype_error(kind: &str) -> PyErr {
+fn dtype_error(op: &str, kind: &str) -> PyErr {
     PyTypeError::new_err(format!(
-        "{kind} values are not supported: tracker differentiates float32 and float64 arrays \
+        "{op}: {kind} values are not supported: tracker differentiates float32 and float64 arrays \
          (convert with .astype(np.float64))"
     ))
 }
 
 /// The float dtype an array of NumPy dtype `kind`/`itemsize` takes part in an op as,
 /// next to a tracked value of dtype `like` (NumPy's promotion: small ints keep float32).
-fn float_dtype(kind: char, itemsize: usize, like: Option<Dtype>) -> PyResult<Dtype> {
+fn float_dtype(op: &str, kind: char, itemsize: usize, like: Option<Dtype>) -> PyResult<Dtype> {
     match (kind, itemsize) {
         ('f', 8) => Ok(Dtype::F64),
         ('f', 4) => Ok(Dtype::F32),
-        ('f', 2) => Err(dtype_error("float16")),
-        ('f', _) => Err(dtype_error("long double")),
+        ('f', 2) => Err(dtype_error(op, "float16")),
+        ('f', _) => Err(dtype_error(op, "long double")),
         ('b', _) => Ok(like.unwrap_or(Dtype::F64)),
         ('i' | 'u', 1 | 2) => Ok(like.unwrap_or(Dtype::F64)),
         ('i' | 'u', _) => Ok(Dtype::F64),
-        ('c', _) => Err(dtype_error("complex")),
+        ('c', _) => Err(dtype_error(op, "complex")),
         _ => Err(PyTypeError::new_err(format!(
-            "arrays of dtype kind '{kind}' are not supported: tracker differentiates float32 and \
+            "{op}: arrays of dtype kind '{kind}' are not supported: tracker differentiates float32 and \
              float64 arrays"
         ))),
     }
@@ -125,7 +133,7 @@ fn borrow_typed<T: Element + Float>(array: Bound<'_, PyAny>) -> PyResult<Array<T
 }
 
 /// A NumPy array (or anything `np.asarray` takes) as a value, borrowed when native.
-pub fn array_value(obj: &Bound<'_, PyAny>, like: Option<Dtype>) -> PyResult<Value> {
+pub fn array_value(obj: &Bound<'_, PyAny>, like: Option<Dtype>, op: &str) -> PyResult<Value> {
     let py = obj.py();
     let np = numpy(py)?;
     let mut array = match obj.cast::<PyUntypedArray>() {
@@ -135,7 +143,7 @@ pub fn array_value(obj: &Bound<'_, PyAny>, like: Option<Dtype>) -> PyResult<Valu
             .cast_into::<PyUntypedArray>()?,
     };
     let descr = array.dtype();
-    let dtype = float_dtype(descr.kind() as char, descr.itemsize(), like)?;
+    let dtype = float_dtype(op, descr.kind() as char, descr.itemsize(), like)?;
     let native = array.is_c_contiguous()
         && array.is_aligned()
         && descr.is_native_byteorder().unwrap_or(true)
@@ -149,6 +157,16 @@ pub fn array_value(obj: &Bound<'_, PyAny>, like: Option<Dtype>) -> PyResult<Valu
         let copied = np.getattr("array")?.call((array,), Some(&kwargs))?;
         array = copied.cast_into::<PyUntypedArray>()?;
     }
+    let shape = array.shape().to_vec();
+    if shape.len() > MAX_DIMS {
+        // Borrowed flat (a view for a contiguous array), then given its shape back.
+        let flat = array.call_method0("ravel")?.cast_into::<PyUntypedArray>()?;
+        let value = match dtype {
+            Dtype::F32 => Value::F32(borrow_typed(flat.into_any())?),
+            Dtype::F64 => Value::F64(borrow_typed(flat.into_any())?),
+        };
+        return value.reshaped(&shape).py();
+    }
     Ok(match dtype {
         Dtype::F32 => Value::F32(borrow_typed(array.into_any())?),
         Dtype::F64 => Value::F64(borrow_typed(array.into_any())?),
@@ -157,7 +175,7 @@ pub fn array_value(obj: &Bound<'_, PyAny>, like: Option<Dtype>) -> PyResult<Valu
 
 /// An operand of an op: tracked, a Python number (weakly typed, as NEP 50: it takes
 /// `like`'s dtype), or an array. `None` when the type is not one tracker takes.
-pub fn arg_from_py(obj: &Bound<'_, PyAny>, like: Option<Dtype>) -> PyResult<Option<Arg>> {
+pub fn arg_from_py(obj: &Bound<'_, PyAny>, like: Option<Dtype>, op: &str) -> PyResult<Option<Arg>> {
     if let Some(t) = tracked_of(obj) {
         return Ok(Some(Arg::Tracked(t)));
     }
@@ -176,14 +194,14 @@ pub fn arg_from_py(obj: &Bound<'_, PyAny>, like: Option<Dtype>) -> PyResult<Opti
         || obj.is_instance_of::<PyTuple>()
         || obj.is_instance(&numpy(obj.py())?.getattr(intern!(obj.py(), "generic"))?)?;
     if arrayish {
-        return Ok(Some(Arg::Value(array_value(obj, like)?)));
+        return Ok(Some(Arg::Value(array_value(obj, like, op)?)));
     }
     Ok(None)
 }
 
 /// Like [`arg_from_py`], but unsupported types raise.
 pub fn arg_or_raise(obj: &Bound<'_, PyAny>, like: Option<Dtype>, op: &str) -> PyResult<Arg> {
-    arg_from_py(obj, like)?.ok_or_else(|| {
+    arg_from_py(obj, like, op)?.ok_or_else(|| {
         PyTypeError::new_err(format!(
             "{op}: unsupported operand of type {}",
             obj.get_type()

@@ -40,7 +40,7 @@ fn param(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
             tracker_core::apply(Op::Reshape(shape), &[Arg::Tracked(t)]).py()?,
         );
     }
-    let value = array_value(x, None)?;
+    let value = array_value(x, None, "param")?;
     // Copy once: a parameter owns its value.
     let owned = value.reshaped(value.shape()).py()?;
     let owned = match owned {
@@ -60,7 +60,9 @@ pub(crate) fn backward(
     dy: Option<&Bound<'_, PyAny>>,
     once: bool,
 ) -> PyResult<()> {
-    let seed = dy.map(|d| array_value(d, Some(y.dtype()))).transpose()?;
+    let seed = dy
+        .map(|d| array_value(d, Some(y.dtype()), "back"))
+        .transpose()?;
     // The sweep runs without the GIL; rules written in Python and the interrupt poll
     // take it back when they need it.
     py.detach(|| tracker_core::backward(y, seed, once)).py()
@@ -135,7 +137,7 @@ fn update<'py>(x: &Bound<'py, PyAny>, delta: &Bound<'py, PyAny>) -> PyResult<Bou
     })?;
     let delta = match tracked_of(delta) {
         Some(d) => d.value(),
-        None => array_value(delta, Some(t.dtype()))?,
+        None => array_value(delta, Some(t.dtype()), "update")?,
     };
     p.update(&delta).py()?;
     Ok(x.clone())
@@ -207,6 +209,16 @@ fn place(
     ops::place(py, x, shape, key)
 }
 
+/// A handle to `x` that does not keep its tape from being cleared: what a rule's
+/// pullback captures (it runs only while the rule's node is alive).
+#[pyfunction]
+fn uncounted(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    match tracked_of(x) {
+        Some(t) => output_to_py(py, Output::Tracked(t.uncounted())),
+        None => Ok(x.clone().unbind()),
+    }
+}
+
 /// `x`, marked so that any backward pass through it raises `message`.
 #[pyfunction]
 fn nobacksies(py: Python<'_>, message: &str, x: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -270,6 +282,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("AnomalyError", py.get_type::<errors::AnomalyError>())?;
     tracker_core::set_location_hook(location);
     tracker_core::set_interrupt_hook(interrupted);
+    tracker_core::set_retire_hook(rules::tape_cleared);
     m.add_function(wrap_pyfunction!(param, m)?)?;
     m.add_function(wrap_pyfunction!(back, m)?)?;
     m.add_function(wrap_pyfunction!(grad, m)?)?;
@@ -284,6 +297,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dot_py, m)?)?;
     m.add_function(wrap_pyfunction!(place, m)?)?;
     m.add_function(wrap_pyfunction!(nobacksies, m)?)?;
+    m.add_function(wrap_pyfunction!(uncounted, m)?)?;
     m.add_function(wrap_pyfunction!(set_anomaly, m)?)?;
     m.add_function(wrap_pyfunction!(rules::record_rule, m)?)?;
     m.add_class::<rules::TapeObjects>()?;

@@ -47,7 +47,10 @@ pub fn binary(
     b: &Bound<'_, PyAny>,
 ) -> PyResult<Py<PyAny>> {
     let dtype = like(a).or_else(|| like(b));
-    let (Some(x), Some(y)) = (arg_from_py(a, dtype)?, arg_from_py(b, dtype)?) else {
+    let (Some(x), Some(y)) = (
+        arg_from_py(a, dtype, op.name())?,
+        arg_from_py(b, dtype, op.name())?,
+    ) else {
         return Ok(py.NotImplemented());
     };
     run(py, Op::Binary(op), &[x, y])
@@ -59,21 +62,36 @@ pub fn unary(py: Python<'_>, op: Unary, x: &Tracked) -> PyResult<Py<PyAny>> {
 
 pub fn matmul(py: Python<'_>, a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
     let dtype = like(a).or_else(|| like(b));
-    let (Some(x), Some(y)) = (arg_from_py(a, dtype)?, arg_from_py(b, dtype)?) else {
+    let (Some(x), Some(y)) = (
+        arg_from_py(a, dtype, "matmul")?,
+        arg_from_py(b, dtype, "matmul")?,
+    ) else {
         return Ok(py.NotImplemented());
     };
     run(py, Op::Matmul, &[x, y])
 }
 
 /// Axes as Python passes them: `None`, an int, or a tuple of ints.
-fn axes_arg(axis: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<isize>>> {
-    match axis {
-        None => Ok(None),
-        Some(a) if a.is_none() => Ok(None),
-        Some(a) => match a.extract::<isize>() {
-            Ok(k) => Ok(Some(vec![k])),
-            Err(_) => Ok(Some(a.extract::<Vec<isize>>()?)),
-        },
+fn axes_arg(axis: Option<&Bound<'_, PyAny>>, op: &str) -> PyResult<Option<Vec<isize>>> {
+    let Some(a) = axis.filter(|a| !a.is_none()) else {
+        return Ok(None);
+    };
+    if a.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(PyTypeError::new_err(format!(
+            "{op}: axis must be an int or a tuple of ints, not a bool"
+        )));
+    }
+    match a.extract::<isize>() {
+        Ok(k) => Ok(Some(vec![k])),
+        Err(_) => a.extract::<Vec<isize>>().map(Some).map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{op}: axis must be an int or a tuple of ints, got {}",
+                a.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        }),
     }
 }
 
@@ -84,7 +102,7 @@ pub fn reduce(
     axis: Option<&Bound<'_, PyAny>>,
     keepdims: bool,
 ) -> PyResult<Py<PyAny>> {
-    let axes = axes_arg(axis)?;
+    let axes = axes_arg(axis, kind.name())?;
     let axes = normalize_axes(kind.name(), axes.as_deref(), x.shape().len()).py()?;
     let op = Op::Reduce {
         kind,
@@ -173,7 +191,7 @@ fn int_array(obj: &Bound<'_, PyAny>) -> PyResult<(Shape, Vec<isize>)> {
 }
 
 /// A Python index expression as core index items.
-fn index_items(key: &Bound<'_, PyAny>) -> PyResult<Vec<IndexItem>> {
+fn index_items(key: &Bound<'_, PyAny>, shape: &[usize]) -> PyResult<Vec<IndexItem>> {
     let py = key.py();
     let parts: Vec<Bound<'_, PyAny>> = match key.cast::<PyTuple>() {
         Ok(t) if key.is_exact_instance_of::<PyTuple>() => t.iter().collect(),
@@ -181,6 +199,8 @@ fn index_items(key: &Bound<'_, PyAny>) -> PyResult<Vec<IndexItem>> {
     };
     let np = numpy(py)?;
     let mut items = Vec::with_capacity(parts.len());
+    // Boolean masks: where their index arrays start among the items, and their shape.
+    let mut masks: Vec<(usize, Vec<usize>)> = Vec::new();
     for part in parts {
         if part.is_instance_of::<PyNone>() {
             items.push(IndexItem::NewAxis);
@@ -216,6 +236,8 @@ fn index_items(key: &Bound<'_, PyAny>) -> PyResult<Vec<IndexItem>> {
             };
             match kind {
                 b'b' => {
+                    let mask_shape: Vec<usize> = arr.getattr("shape")?.extract()?;
+                    masks.push((items.len(), mask_shape));
                     for axis in np
                         .call_method1("nonzero", (&arr,))?
                         .cast_into::<PyTuple>()?
@@ -238,11 +260,47 @@ fn index_items(key: &Bound<'_, PyAny>) -> PyResult<Vec<IndexItem>> {
             }
         }
     }
+    check_masks(&items, &masks, shape)?;
     Ok(items)
 }
 
+/// A boolean mask must match the axes it indexes, as NumPy requires.
+fn check_masks(
+    items: &[IndexItem],
+    masks: &[(usize, Vec<usize>)],
+    shape: &[usize],
+) -> PyResult<()> {
+    let consumes =
+        |item: &IndexItem| usize::from(!matches!(item, IndexItem::NewAxis | IndexItem::Ellipsis));
+    let total: usize = items.iter().map(consumes).sum();
+    // The axis of `x` each item starts at (an ellipsis takes the axes left over).
+    let mut axis = 0usize;
+    let mut starts = Vec::with_capacity(items.len());
+    for item in items {
+        starts.push(axis);
+        axis += match item {
+            IndexItem::Ellipsis => shape.len().saturating_sub(total),
+            other => consumes(other),
+        };
+    }
+    for (first, mask) in masks {
+        let Some(&start) = starts.get(*first) else {
+            continue;
+        };
+        let axes = shape.get(start..start + mask.len());
+        if !mask.is_empty() && axes != Some(mask.as_slice()) {
+            return Err(PyIndexError::new_err(format!(
+                "boolean index of shape {mask:?} does not match the indexed array's axes {:?} \
+                 (the array has shape {shape:?})",
+                axes.unwrap_or(&[])
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub fn getitem(py: Python<'_>, x: &Tracked, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-    let items = index_items(key)?;
+    let items = index_items(key, &x.shape())?;
     let gather = plan(&x.shape(), &items).py()?;
     run(py, Op::Gather(gather.into()), &[Arg::Tracked(x.clone())])
 }
@@ -255,7 +313,7 @@ pub fn place(
     shape: Vec<usize>,
     key: &Bound<'_, PyAny>,
 ) -> PyResult<Py<PyAny>> {
-    let items = index_items(key)?;
+    let items = index_items(key, &shape)?;
     let gather = plan(&shape, &items).py()?;
     let arg = arg_or_raise(x, None, "stack")?;
     let value = match &arg {

@@ -51,6 +51,22 @@ pub fn objects_of(py: Python<'_>, tape: &Tape) -> Option<Py<TapeObjects>> {
     obj.cast_into::<TapeObjects>().ok().map(Bound::unbind)
 }
 
+/// Frees the callables of a tape whose arena was cleared: their nodes are gone.
+pub fn tape_cleared(tape: &Tape) {
+    Python::attach(|py| {
+        if let Some(objects) = objects_of(py, tape) {
+            // Taken out first and dropped after the borrow ends: dropping a closure may
+            // run Python code.
+            let old = {
+                let mut objects = objects.bind(py).borrow_mut();
+                objects.free.clear();
+                std::mem::take(&mut objects.callables)
+            };
+            drop(old);
+        }
+    });
+}
+
 /// The tape's `TapeObjects`, made when it has none.
 fn objects_for<'py>(py: Python<'py>, tape: &Tape) -> PyResult<Bound<'py, TapeObjects>> {
     if let Some(objects) = objects_of(py, tape) {
@@ -84,8 +100,8 @@ fn intern(name: &str) -> &'static str {
 /// A recorded rule whose pullback is the callable in `slot` of a tape's objects.
 struct PythonRule {
     name: &'static str,
-    objects: Py<PyWeakrefReference>,
-    slot: usize,
+    /// Where the pullback is kept: set once the node is recorded.
+    place: std::sync::OnceLock<(Py<PyWeakrefReference>, usize)>,
 }
 
 fn external(rule: &'static str, error: PyErr) -> Error {
@@ -111,10 +127,11 @@ impl PythonRule {
                 self.name
             ))
         };
-        let objects = self.objects.bind(py).upgrade().ok_or_else(missing)?;
+        let (weak, slot) = self.place.get().ok_or_else(missing)?;
+        let objects = weak.bind(py).upgrade().ok_or_else(missing)?;
         let objects = objects.cast_into::<TapeObjects>()?;
         let objects = objects.borrow();
-        let callable = objects.callables.get(self.slot).and_then(Option::as_ref);
+        let callable = objects.callables.get(*slot).and_then(Option::as_ref);
         callable.map(|c| c.clone_ref(py)).ok_or_else(missing)
     }
 
@@ -169,14 +186,21 @@ impl Extern for PythonRule {
     }
 
     fn release(&self) {
+        let Some((weak, slot)) = self.place.get() else {
+            return;
+        };
         Python::attach(|py| {
-            if let Some(objects) = self.objects.bind(py).upgrade() {
+            if let Some(objects) = weak.bind(py).upgrade() {
                 if let Ok(objects) = objects.cast_into::<TapeObjects>() {
-                    let mut objects = objects.borrow_mut();
-                    if let Some(slot) = objects.callables.get_mut(self.slot) {
-                        *slot = None;
-                        objects.free.push(self.slot);
-                    }
+                    let old = {
+                        let mut objects = objects.borrow_mut();
+                        let old = objects.callables.get_mut(*slot).and_then(Option::take);
+                        if old.is_some() {
+                            objects.free.push(*slot);
+                        }
+                        old
+                    };
+                    drop(old);
                 }
             }
         });
@@ -206,35 +230,41 @@ pub fn record_rule(
                 Arg::Tracked(t) => Some(t.dtype()),
                 Arg::Value(_) => None,
             }),
+            name,
         )?,
     };
-    let tape = tracker_core::tape::current_tape();
-    let objects = objects_for(py, &tape)?;
-    let slot = {
-        let mut objects = objects.borrow_mut();
-        match objects.free.pop() {
-            Some(slot) => {
-                if let Some(s) = objects.callables.get_mut(slot) {
-                    *s = Some(pullback);
-                }
-                slot
-            }
-            None => {
-                objects.callables.push(Some(pullback));
-                objects.callables.len() - 1
-            }
-        }
-    };
-    let weak = PyWeakrefReference::new(&objects)?.unbind();
     let rule = Arc::new(PythonRule {
         name,
-        objects: weak,
-        slot,
+        place: std::sync::OnceLock::new(),
     });
+    // Recorded first: recording may clear the tape (and its callables) of old nodes.
     let out = tracker_core::apply_extern(rule.clone(), &args, value).py()?;
-    if matches!(out, tracker_core::Output::Value(_)) {
-        // Nothing was recorded: the pullback will never run.
-        rule.release();
+    // Held until the result's handle holds it.
+    let mut holder = None;
+    if let tracker_core::Output::Tracked(t) = &out {
+        if let Some(tape) = t.tape() {
+            let objects = objects_for(py, tape)?;
+            let slot = {
+                let mut objects = objects.borrow_mut();
+                match objects.free.pop() {
+                    Some(slot) => {
+                        if let Some(s) = objects.callables.get_mut(slot) {
+                            *s = Some(pullback);
+                        }
+                        slot
+                    }
+                    None => {
+                        objects.callables.push(Some(pullback));
+                        objects.callables.len() - 1
+                    }
+                }
+            };
+            let weak = PyWeakrefReference::new(&objects)?.unbind();
+            let _ = rule.place.set((weak, slot));
+            holder = Some(objects);
+        }
     }
-    output_to_py(py, out)
+    let handle = output_to_py(py, out);
+    drop(holder);
+    handle
 }

@@ -9,8 +9,9 @@ use crate::convert::{arg_or_raise, array_value, output_to_py};
 use crate::errors::IntoPyResult;
 use crate::tracked::tracked_of;
 
-/// One differentiation call's scope. Belongs to the thread that entered it.
-#[pyclass(unsendable, module = "tracker._core", name = "Scope")]
+/// One differentiation call's scope. Its frame belongs to the thread that entered it;
+/// dropping it elsewhere (a collected pullback) is harmless.
+#[pyclass(module = "tracker._core", name = "Scope")]
 pub struct PyScope {
     inner: Option<Scope>,
 }
@@ -26,7 +27,7 @@ impl PyScope {
 fn output_of(obj: &Bound<'_, PyAny>) -> PyResult<Output> {
     Ok(match tracked_of(obj) {
         Some(t) => Output::Tracked(t),
-        None => Output::Value(array_value(obj, None)?),
+        None => Output::Value(array_value(obj, None, "gradient")?),
     })
 }
 

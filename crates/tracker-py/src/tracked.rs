@@ -323,7 +323,7 @@ macro_rules! tracked_methods {
             /// Comparisons give plain boolean arrays (they carry no gradient).
             fn __richcmp__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
                 let py = slf.py();
-                if arg_from_py(other, None)?.is_none() {
+                if arg_from_py(other, None, "comparison")?.is_none() {
                     return Ok(py.NotImplemented());
                 }
                 let left = plain(py, &slf.get().inner)?;

@@ -101,14 +101,18 @@ fn reduce_array<T: Float>(
 ) -> Result<Array<T>> {
     let op = kind.name();
     let kept = kept_shape(x.shape(), axes);
-    let count = x.len() / size_of(&kept, op)?.max(1);
+    let reduced: Shape = axes
+        .iter()
+        .filter_map(|&k| x.shape().get(k).copied())
+        .collect();
+    let count = size_of(&reduced, op)?;
     let init = match kind {
         Reduce::Sum | Reduce::Mean => T::zero(),
         Reduce::Prod => T::one(),
         Reduce::Max => T::from_f64(f64::NEG_INFINITY),
         Reduce::Min => T::from_f64(f64::INFINITY),
     };
-    if count == 0 && matches!(kind, Reduce::Max | Reduce::Min) {
+    if count == 0 && matches!(kind, Reduce::Max | Reduce::Min) && !kept.contains(&0) {
         return Err(Error::Shape {
             op,
             message: "zero-size array to reduction operation which has no identity".into(),
@@ -149,7 +153,8 @@ pub fn pullback<B: Backend>(
     match kind {
         Reduce::Sum => b.broadcast_to(&dy, &shape),
         Reduce::Mean => {
-            let count = size_of(&shape, "mean")? / size_of(&kept, "mean")?.max(1);
+            let reduced: Shape = axes.iter().filter_map(|&k| shape.get(k).copied()).collect();
+            let count = size_of(&reduced, "mean")?;
             let g = b.broadcast_to(&dy, &shape)?;
             let scale = b.scalar_like(x, 1.0 / count as f64)?;
             b.mul(&g, &scale)
