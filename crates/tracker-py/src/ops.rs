@@ -229,10 +229,9 @@ fn index_items(key: &Bound<'_, PyAny>, shape: &[usize]) -> PyResult<Vec<IndexIte
             let arr = np.call_method1("asarray", (&part,))?;
             let untyped = arr.cast::<PyUntypedArray>()?;
             // An empty list is float to NumPy, but as an index it selects nothing.
-            let kind = if untyped.len() == 0 {
-                b'i'
-            } else {
-                untyped.dtype().kind()
+            let kind = match untyped.dtype().kind() {
+                b'f' if untyped.len() == 0 => b'i',
+                kind => kind,
             };
             match kind {
                 b'b' => {
