@@ -51,3 +51,14 @@ def check_hessian(f: Callable[[Any], Any], x: np.ndarray, rtol: float = 1e-6) ->
 def torch():
     """PyTorch, the second oracle; tests that use it are skipped where it is not installed."""
     return pytest.importorskip("torch")
+
+
+@pytest.fixture(autouse=True)
+def fresh_tape():
+    """Each test starts on a fresh top-level tape, as it would in a new thread: a value
+    an earlier test left alive (in a failure's traceback, a hypothesis example) must not
+    pin the tape a lifetime test watches."""
+    from tracker import _core
+
+    _core.reset_thread_tape()
+    yield

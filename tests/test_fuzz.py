@@ -11,14 +11,24 @@ with the values it will see at hand, so a `log` gets a positive argument, an `ab
 or a `maximum` stays `MARGIN` away from its kink, a `max` has a unique maximiser,
 and a `where` condition is `MARGIN` away from its threshold.
 
+Indexing is checked directly against NumPy: random keys (integers, slices with any
+bounds and steps, `None`, `...`, integer arrays, boolean masks, out-of-range items)
+give NumPy's value, and a gradient that is NumPy's scatter-add of the seed.
+
 The API fuzzer calls every public function and op with random arguments; only the
 documented exceptions may come out, never a panic, a `SystemError` or a message that
-mentions an internal error.
+mentions an internal error. Sizes whose allocation cannot succeed run in child
+processes, so that an abort is reported instead of ending the test run.
+
+The `slow` variants run the same checks longer (`make test-slow`).
 """
 
 import dataclasses
 import itertools
 import math
+import subprocess
+import sys
+import threading
 import warnings
 from collections import namedtuple
 from collections.abc import Callable
@@ -31,7 +41,6 @@ from hypothesis import strategies as st
 
 import tracker as tr
 
-EXPLORE = True
 MARGIN = 0.05  # how far every value stays from a kink, a tie or a threshold
 LIMIT = 4.0  # values larger than this are scaled back by a constant factor
 MAX_SIZE = 36  # no intermediate value grows past this many elements
@@ -164,7 +173,7 @@ class Program:
         options = ["square"]
         if np.min(np.abs(v)) >= MARGIN:
             options.append("abs")
-        if -1.2 <= np.min(v) and np.max(v) <= LIMIT:
+        if np.min(v) >= -1.2 and np.max(v) <= LIMIT:
             options.append("exp")
         how = self.choice(options)
         if how == "abs":
@@ -285,7 +294,7 @@ class Program:
         reduced = math.prod(v.shape[k] for k in normalized) if v.ndim else 1
         if reduced == 0 and kind != "prod":
             kind = "sum"  # NumPy warns about the mean of nothing; max has no identity
-        if v.size == 0 and kind in ("max", "min") and (EXPLORE or not self.draw(st.booleans())):
+        if v.size == 0 and kind in ("max", "min") and not self.draw(st.booleans()):
             kind = "sum"
         if kind in ("max", "min"):
             a = self.untied(a, axes)
@@ -344,9 +353,9 @@ class Program:
         kind = self.choice(["int", "slice", "slice", "array", "mask"])
         if self.invalid and self.draw(st.integers(0, 7)) == 0:
             # out of range, as an integer or in an integer array
-            wrong = st.sampled_from([n, n + 1, -n - 1] + ([] if EXPLORE else [10**30, -(10**30)]))
-            value = self.draw(wrong)
-            return str(value) if kind != "array" else f"np.array([{value}])"
+            if kind == "array":
+                return f"np.array([{self.draw(st.sampled_from([n, n + 1, -n - 1]))}])"
+            return str(self.draw(st.sampled_from([n, n + 1, -n - 1, 10**30, -(10**30)])))
         if kind == "int" and n > 0:
             return str(self.draw(st.integers(-n, n - 1)))
         if kind == "array" and n > 0:
@@ -361,9 +370,7 @@ class Program:
         step = st.none() | st.sampled_from([1, 2, 3, -1, -2])
         if self.draw(st.integers(0, self.extreme_odds)) == 0:
             # bounds and steps far outside the axis, as NumPy clamps them
-            extreme = st.sampled_from(
-                [2**62, 2**63 - 1, -(2**63)] + ([] if EXPLORE else [10**30, -(10**30)])
-            )
+            extreme = st.sampled_from([2**62, 2**63 - 1, -(2**63), 10**30, -(10**30)])
             bound, step = bound | extreme, step | extreme
         start, stop, step = self.draw(bound), self.draw(bound), self.draw(step)
         text = f"{'' if start is None else start}:{'' if stop is None else stop}"
@@ -371,7 +378,7 @@ class Program:
 
     def index_key(self, shape: tuple[int, ...]) -> str:
         ndim = len(shape)
-        if ndim and self.draw(st.integers(0, 5)) == 0 and not (EXPLORE and math.prod(shape) == 0):
+        if ndim and self.draw(st.integers(0, 5)) == 0:
             # one boolean mask over the whole array
             bits = self.draw(
                 st.lists(st.booleans(), min_size=math.prod(shape), max_size=math.prod(shape))
@@ -657,7 +664,7 @@ def check_program(program: Program) -> None:
         assert isinstance(g, np.ndarray | np.float64), f"gradient {k}: {g!r}\n{repro}"
         assert g.dtype == np.float64 and g.shape == x.shape, f"gradient {k}: {g!r}\n{repro}"
         numeric = numerical_gradient(f64, xs, k)
-        assert close(g, numeric, 1e-6, 1e-8), (
+        assert close(g, numeric, 1e-8, 1e-9), (
             f"gradient of x{k}:\n{g}\nfinite differences:\n{numeric}\n{repro}"
         )
 
@@ -675,7 +682,7 @@ def check_program(program: Program) -> None:
         hessian = tr.hessian(flat, v)
         assert hessian.dtype == np.float64 and hessian.shape == (v.size, v.size), repro
         numeric = numerical_jacobian(lambda z: tr.gradient(flat, z)[0], v)
-        assert close(hessian, numeric, 1e-5, 1e-7), (
+        assert close(hessian, numeric, 1e-7, 1e-8), (
             f"Hessian:\n{hessian}\nfinite differences:\n{numeric}\n{repro}"
         )
 
@@ -704,7 +711,7 @@ def programs(draw: Callable[[Any], Any]) -> Program:
     return program
 
 
-@settings(max_examples=300, **SLOW_SETTINGS)
+@settings(max_examples=600, **SLOW_SETTINGS)
 @given(program=programs())
 def test_random_programs_match_finite_differences(program: Program) -> None:
     check_program(program)
@@ -756,7 +763,7 @@ def check_index(shape: tuple[int, ...], source: str) -> None:
     assert np.array_equal(grad, scattered.reshape(shape)), f"gradient of {what}: {grad}"
 
 
-@settings(max_examples=300, **SLOW_SETTINGS)
+@settings(max_examples=1000, **SLOW_SETTINGS)
 @given(case=index_cases())
 def test_indexing_matches_numpy(case: tuple[tuple[int, ...], str]) -> None:
     check_index(*case)
@@ -770,11 +777,6 @@ def test_indexing_matches_numpy_long_run(case: tuple[tuple[int, ...], str]) -> N
 
 
 # Every public function with random arguments
-
-
-import os
-
-LOG = open("/tmp/fuzzlog.txt", "w") if os.environ.get("FUZZLOG") else None
 
 
 class Boom(Exception):
@@ -795,8 +797,6 @@ def attempt(
 
     `also_allowed` are exceptions NumPy itself raises for the same arguments.
     """
-    if LOG:
-        print(what[:400].replace("\n", " "), file=LOG, flush=True)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -828,7 +828,7 @@ def tracked(kind: str, shape: tuple[int, ...], dtype: Any) -> Any:
     return y
 
 
-small_shapes = st.lists(st.integers(0, 3), max_size=4).map(tuple)
+small_shapes = st.lists(st.integers(0, 3), max_size=4).map(tuple) | st.just((1,) * 40)
 tracked_values = st.builds(
     tracked,
     st.sampled_from(["param", "param", "node", "consumed", "stale", "nested"]),
@@ -912,7 +912,8 @@ junk_objects = st.sampled_from(
         np.sum,
         np.array([object()]),
         np.ma.array([1.0, 2.0], mask=[False, True]),
-        np.ones((2**20, 1)),
+        np.ones((1,) * 33),
+        np.ones((1,) * 64),
     ]
 )
 
@@ -928,7 +929,7 @@ junk = st.deferred(
     )
 )
 
-BIG_INDEX = st.integers(-(2**62), 2**62) if EXPLORE else st.integers(-(2**70), 2**70)
+BIG_INDEX = st.integers(-(2**70), 2**70)
 index_items = st.one_of(
     st.integers(-4, 4),
     BIG_INDEX,
@@ -944,7 +945,7 @@ index_items = st.one_of(
     st.lists(st.booleans(), max_size=4).map(np.array),
     st.lists(st.integers(-4, 4), max_size=3).map(lambda v: np.array(v, dtype=np.int64)),
     st.lists(st.integers(0, 4), max_size=3).map(lambda v: np.array(v, dtype=np.uint8)),
-    junk_objects.filter(lambda o: not EXPLORE or not (isinstance(o, int) and abs(o) >= 2**63)),
+    junk_objects,
     tracked_values,
 )
 index_keys = index_items | st.lists(index_items, max_size=5).map(tuple)
@@ -1116,11 +1117,6 @@ def _reductions(draw: Callable[[Any], Any], t: Any, a: Any, b: Any) -> None:
 
 def _shapes(draw: Callable[[Any], Any], t: Any, a: Any, b: Any) -> None:
     shape = draw(st.one_of(junk, st.lists(st.integers(-2, 6), max_size=5).map(tuple)))
-    if EXPLORE and any(
-        isinstance(d, int) and abs(d) >= 2**63
-        for d in (shape if isinstance(shape, (tuple, list)) else [shape])
-    ):
-        return
     attempt(f"t.reshape({shape!r})", lambda: t.reshape(shape))
     attempt(f"np.reshape(t, {shape!r})", lambda: np.reshape(t, shape))
     attempt(f"t.transpose({shape!r})", lambda: t.transpose(shape))
@@ -1243,6 +1239,32 @@ def _rules(draw: Callable[[Any], Any], t: Any, a: Any, b: Any) -> None:
             attempt("gradient through a rule", tr.gradient, lambda z: np.sum(custom(z)), t)
 
 
+def _threads(draw: Callable[[Any], Any], t: Any, a: Any, b: Any) -> None:
+    """Tracked values used from another thread: parameters work, recorded values raise."""
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            attempt("back in another thread", lambda: tr.back(np.sum(t * 2.0)))
+            attempt("an op in another thread", lambda: t + a)
+            attempt(
+                "gradient in another thread",
+                tr.gradient,
+                lambda z: np.sum(z * t),
+                np.ones(np.shape(tr.data(t))),
+            )
+            still_works()
+        except BaseException as e:
+            failures.append(e)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "a thread using a tracked value hangs"
+    if failures:
+        raise failures[0]
+
+
 def _contexts(draw: Callable[[Any], Any], t: Any, a: Any, b: Any) -> None:
     context = draw(st.sampled_from([tr.no_grad, tr.detect_anomaly]))
     inner = draw(st.sampled_from([_binary_ops, _index, _differentiate, _api]))
@@ -1261,6 +1283,7 @@ ACTIONS = [
     _api,
     _differentiate,
     _rules,
+    _threads,
     _contexts,
 ]
 
@@ -1276,7 +1299,7 @@ def still_works() -> None:
     assert tr.hessian(lambda x: np.sum(x**3), np.array([1.0]))[0, 0] == 6.0
 
 
-@settings(max_examples=400, **SLOW_SETTINGS)
+@settings(max_examples=1000, **SLOW_SETTINGS)
 @given(data=st.data())
 def test_public_functions_with_random_arguments(data: st.DataObject) -> None:
     for _ in range(data.draw(st.integers(1, 4))):
@@ -1291,3 +1314,59 @@ def test_public_functions_with_random_arguments_long_run(data: st.DataObject) ->
     for _ in range(data.draw(st.integers(1, 8))):
         random_action(data.draw)
     still_works()
+
+
+# Sizes whose allocation cannot succeed, each in a child process (an abort would take
+# the test run down with it) whose address space is limited, so that no allocator can
+# promise the memory
+
+HUGE_CASES = [
+    "t + np.broadcast_to(1.0, (2**40,))",
+    "tr.param(np.broadcast_to(1.0, (2**40,)))",
+    "tr.gradient(lambda x: np.sum(x), np.broadcast_to(1.0, (2**40,)))",
+    "tr.back(t, np.broadcast_to(1.0, (2**40,)))",
+    "tr.update(t, np.broadcast_to(1.0, (2**40,)))",
+    "tr.param(np.ones((2**20, 1))) * np.ones((1, 2**21))",
+    "tr.param(np.ones((2**21, 1))) + tr.param(np.ones((1, 2**21)))",
+    "tr.param(np.ones((2**21, 1))) @ tr.param(np.ones((1, 2**21)))",
+    "t.reshape(2**32, 2**32, -1)",
+    "t[:, None][np.broadcast_to(np.intp(0), (2**20,)), np.broadcast_to(np.intp(0), (2**20, 1))]",
+    "np.where(np.broadcast_to(True, (2**40,)), t, 0.0)",
+    "t[np.broadcast_to(np.intp(0), (2**40,))]",
+    "t[np.broadcast_to(True, (2**40,))]",
+    "t.sum(axis=np.broadcast_to(0, (2**40,)))",
+    "t.reshape(np.broadcast_to(1, (2**40,)))",
+    "t.transpose(np.broadcast_to(0, (2**40,)))",
+]
+
+CHILD = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+import numpy as np, tracker as tr
+t = tr.param(np.ones(3))
+allowed = (TypeError, ValueError, IndexError, MemoryError, KeyError, tr.TrackerError)
+try:
+    eval(sys.argv[1])
+except allowed as e:
+    print("documented", type(e).__name__, e)
+except BaseException as e:
+    print("undocumented", type(e).__module__, type(e).__qualname__, e)
+else:
+    print("returned")
+"""
+
+
+@pytest.mark.parametrize("expr", HUGE_CASES)
+def test_huge_sizes_fail_cleanly(expr: str) -> None:
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", CHILD, expr], capture_output=True, text=True, timeout=10
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{expr} still runs after 10 s (NumPy refuses it at once)")
+    assert run.returncode == 0, (
+        f"{expr} killed the interpreter (exit {run.returncode}): {run.stderr[-600:]}"
+    )
+    outcome = run.stdout.strip()
+    assert outcome.startswith("documented"), f"{expr}: {outcome}"
+    assert "internal" not in outcome.lower(), f"{expr}: {outcome}"

@@ -30,6 +30,7 @@ __all__ = [
     "param",
     "place",
     "record_rule",
+    "reset_thread_tape",
     "set_anomaly",
     "set_functions",
     "set_grad_enabled",
@@ -224,6 +225,9 @@ def zero_grad(x: _Tracked) -> None: ...
 def update(x: _Tracked, delta: Any) -> _Tracked: ...
 def set_grad_enabled(enabled: bool) -> bool: ...
 def set_anomaly(enabled: bool) -> bool: ...
+def reset_thread_tape() -> None:
+    """Gives this thread a fresh top-level tape (for isolating tests)."""
+
 def set_functions(table: dict[Any, Any]) -> None:
     """Registers the NumPy functions with a rule (`tracker._numpy`); once."""
 

@@ -450,6 +450,21 @@ pub(crate) fn anomaly() -> bool {
     STATE.with(|s| s.borrow().anomaly)
 }
 
+/// Gives this thread a fresh top-level tape (outside any differentiation call); values
+/// recorded on the old one stay usable as constants. For isolating tests.
+pub fn reset_thread_tape() {
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.frames.len() == 1 {
+            if let Some(frame) = s.frames.first_mut() {
+                frame.tape = Tape::new();
+                frame.watched.clear();
+                frame.outer.clear();
+            }
+        }
+    });
+}
+
 /// Turns recording on or off for this thread; returns the previous setting.
 pub fn set_grad_enabled(enabled: bool) -> bool {
     STATE.with(|s| std::mem::replace(&mut s.borrow_mut().grad_enabled, enabled))

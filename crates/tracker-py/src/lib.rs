@@ -143,6 +143,12 @@ fn update<'py>(x: &Bound<'py, PyAny>, delta: &Bound<'py, PyAny>) -> PyResult<Bou
     Ok(x.clone())
 }
 
+/// Gives this thread a fresh top-level tape (for isolating tests).
+#[pyfunction]
+fn reset_thread_tape() {
+    tracker_core::reset_thread_tape();
+}
+
 /// Turns recording on or off for this thread; returns the previous setting.
 #[pyfunction]
 fn set_grad_enabled(enabled: bool) -> bool {
@@ -299,6 +305,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(nobacksies, m)?)?;
     m.add_function(wrap_pyfunction!(uncounted, m)?)?;
     m.add_function(wrap_pyfunction!(set_anomaly, m)?)?;
+    m.add_function(wrap_pyfunction!(reset_thread_tape, m)?)?;
     m.add_function(wrap_pyfunction!(rules::record_rule, m)?)?;
     m.add_class::<rules::TapeObjects>()?;
     m.add_function(wrap_pyfunction!(scope::enter_scope, m)?)?;

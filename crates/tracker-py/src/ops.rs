@@ -83,15 +83,7 @@ fn axes_arg(axis: Option<&Bound<'_, PyAny>>, op: &str) -> PyResult<Option<Vec<is
     }
     match a.extract::<isize>() {
         Ok(k) => Ok(Some(vec![k])),
-        Err(_) => a.extract::<Vec<isize>>().map(Some).map_err(|_| {
-            PyTypeError::new_err(format!(
-                "{op}: axis must be an int or a tuple of ints, got {}",
-                a.get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default()
-            ))
-        }),
+        Err(_) => int_sequence(a, "axis", op).map(Some),
     }
 }
 
@@ -112,22 +104,41 @@ pub fn reduce(
     run(py, op, &[Arg::Tracked(x.clone())])
 }
 
+/// NumPy's limit on dimensions: longer axis or shape lists are refused before they are read.
+const MAX_DIMS: usize = 64;
+
+/// A short sequence of integers (axes, a shape), refused when longer than any array's
+/// dimensions, so a huge sequence is not read.
+fn int_sequence(obj: &Bound<'_, PyAny>, what: &str, op: &str) -> PyResult<Vec<isize>> {
+    let n = obj.len().map_err(|_| {
+        PyTypeError::new_err(format!("{op}: {what} must be an int or a sequence of ints"))
+    })?;
+    if n > MAX_DIMS {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "{op}: {what} has {n} entries, but arrays have at most {MAX_DIMS} dimensions"
+        )));
+    }
+    obj.extract::<Vec<isize>>().map_err(|_| {
+        PyTypeError::new_err(format!("{op}: {what} must be an int or a sequence of ints"))
+    })
+}
+
 /// A shape given as `f(2, 3)` or `f((2, 3))`.
-fn shape_args(args: &Bound<'_, PyTuple>) -> PyResult<Vec<isize>> {
+fn shape_args(args: &Bound<'_, PyTuple>, op: &str) -> PyResult<Vec<isize>> {
     match args.len() {
         1 => {
             let first = args.get_item(0)?;
             match first.extract::<isize>() {
                 Ok(d) => Ok(vec![d]),
-                Err(_) => first.extract(),
+                Err(_) => int_sequence(&first, "the shape", op),
             }
         }
-        _ => args.extract(),
+        _ => int_sequence(args.as_any(), "the shape", op),
     }
 }
 
 pub fn reshape(py: Python<'_>, x: &Tracked, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
-    let requested = shape_args(args)?;
+    let requested = shape_args(args, "reshape")?;
     let size = x.value().len();
     let shape = resolve_shape(&requested, size).py()?;
     run(py, Op::Reshape(shape), &[Arg::Tracked(x.clone())])
@@ -138,7 +149,7 @@ pub fn transpose(py: Python<'_>, x: &Tracked, args: &Bound<'_, PyTuple>) -> PyRe
     let perm: Shape = if args.is_empty() || (args.len() == 1 && args.get_item(0)?.is_none()) {
         (0..ndim).rev().collect()
     } else {
-        shape_args(args)?
+        shape_args(args, "transpose")?
             .iter()
             .map(|&a| {
                 if a < 0 {
@@ -186,7 +197,16 @@ fn int_array(obj: &Bound<'_, PyAny>) -> PyResult<(Shape, Vec<isize>)> {
         .call_method1("asarray", (obj, np.getattr("intp")?))?
         .cast_into::<PyArrayDyn<isize>>()?;
     let shape: Shape = arr.shape().into();
-    let values = arr.readonly().as_array().iter().copied().collect();
+    let readonly = arr.readonly();
+    let view = readonly.as_array();
+    let mut values = Vec::new();
+    values.try_reserve_exact(view.len()).map_err(|_| {
+        pyo3::exceptions::PyMemoryError::new_err(format!(
+            "getitem: cannot allocate an index of {} elements",
+            view.len()
+        ))
+    })?;
+    values.extend(view.iter().copied());
     Ok((shape, values))
 }
 
@@ -207,7 +227,24 @@ fn index_items(key: &Bound<'_, PyAny>, shape: &[usize]) -> PyResult<Vec<IndexIte
         } else if part.is_instance_of::<PyEllipsis>() {
             items.push(IndexItem::Ellipsis);
         } else if let Ok(s) = part.cast::<PySlice>() {
-            let field = |name: &str| -> PyResult<Option<isize>> { s.getattr(name)?.extract() };
+            // Bounds beyond any index clamp, as NumPy's slices do.
+            let field = |name: &str| -> PyResult<Option<isize>> {
+                let v = s.getattr(name)?;
+                if v.is_none() {
+                    return Ok(None);
+                }
+                match v.extract::<isize>() {
+                    Ok(k) => Ok(Some(k)),
+                    Err(_) if v.is_instance_of::<pyo3::types::PyInt>() => Ok(Some(if v.lt(0)? {
+                        isize::MIN / 2
+                    } else {
+                        isize::MAX / 2
+                    })),
+                    Err(_) => Err(PyTypeError::new_err(format!(
+                        "slice indices must be integers or None (slice {name})"
+                    ))),
+                }
+            };
             items.push(IndexItem::Slice {
                 start: field("start")?,
                 stop: field("stop")?,
@@ -224,7 +261,9 @@ fn index_items(key: &Bound<'_, PyAny>, shape: &[usize]) -> PyResult<Vec<IndexIte
         } else if part.is_instance_of::<pyo3::types::PyInt>()
             || part.is_instance(&np.getattr("integer")?)?
         {
-            items.push(IndexItem::Int(part.extract()?));
+            items.push(IndexItem::Int(part.extract().map_err(|_| {
+                PyIndexError::new_err(format!("index {part} is out of bounds"))
+            })?));
         } else {
             let arr = np.call_method1("asarray", (&part,))?;
             let untyped = arr.cast::<PyUntypedArray>()?;
@@ -236,6 +275,16 @@ fn index_items(key: &Bound<'_, PyAny>, shape: &[usize]) -> PyResult<Vec<IndexIte
             match kind {
                 b'b' => {
                     let mask_shape: Vec<usize> = arr.getattr("shape")?.extract()?;
+                    // Refused before NumPy walks it: a mask's axes are some of the array's.
+                    let longest = shape.iter().copied().max().unwrap_or(0);
+                    if mask_shape.len() > shape.len().max(1)
+                        || mask_shape.iter().any(|&d| d > longest.max(1))
+                    {
+                        return Err(PyIndexError::new_err(format!(
+                            "boolean index of shape {mask_shape:?} does not fit the indexed \
+                             array of shape {shape:?}"
+                        )));
+                    }
                     masks.push((items.len(), mask_shape));
                     for axis in np
                         .call_method1("nonzero", (&arr,))?

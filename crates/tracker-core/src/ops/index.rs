@@ -72,7 +72,7 @@ fn slice_indices(
     }
     let clamp = |v: Option<isize>, default: isize, lo: isize, hi: isize| match v {
         None => default,
-        Some(v) if v < 0 => (v + n).max(lo),
+        Some(v) if v < 0 => v.saturating_add(n).max(lo),
         Some(v) => v.min(hi),
     };
     let (start, stop) = if step > 0 {
@@ -84,7 +84,10 @@ fn slice_indices(
     let mut i = start;
     while (step > 0 && i < stop) || (step < 0 && i > stop) {
         out.push(i as usize);
-        i += step;
+        match i.checked_add(step) {
+            Some(next) => i = next,
+            None => break,
+        }
     }
     Ok(out)
 }
@@ -164,6 +167,8 @@ pub fn plan(shape: &[usize], items: &[IndexItem]) -> Result<Gather> {
                 axis += 1;
             }
             IndexItem::Int(i) => {
+                // Checked now: an empty broadcast would never read it.
+                wrap(*i, len, axis)?;
                 adv_positions.push(selectors.len());
                 adv.push((axis, Shape::new(), vec![*i]));
                 axis += 1;
@@ -246,6 +251,16 @@ pub fn plan(shape: &[usize], items: &[IndexItem]) -> Result<Gather> {
 
 /// `x[index]`, reading the planned positions.
 pub fn gather(g: &Gather, x: &Value) -> Result<Value> {
+    if x.shape() != g.source_shape.as_slice() {
+        return Err(crate::error::shape_error(
+            "getitem",
+            format!(
+                "planned for shape {:?}, applied to {:?}",
+                g.source_shape.as_slice(),
+                x.shape()
+            ),
+        ));
+    }
     Ok(map_value!(x, a => {
         let src = a.as_slice();
         Array::from_vec(&g.shape, g.positions.iter().map(|&p| src.get(p).copied().unwrap_or_default()).collect())?
@@ -254,6 +269,16 @@ pub fn gather(g: &Gather, x: &Value) -> Result<Value> {
 
 /// A zero array of the gather's source shape with `piece` added at its positions.
 pub fn scatter(g: &Gather, piece: &Value) -> Result<Value> {
+    if piece.shape() != g.shape.as_slice() {
+        return Err(crate::error::shape_error(
+            "scatter_add",
+            format!(
+                "expects a piece of shape {:?}, got {:?}",
+                g.shape.as_slice(),
+                piece.shape()
+            ),
+        ));
+    }
     fn typed<T: Float>(g: &Gather, piece: &Array<T>) -> Result<Array<T>> {
         let mut out = alloc(
             size_of(&g.source_shape, "scatter_add")?,

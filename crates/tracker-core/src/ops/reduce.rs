@@ -90,6 +90,15 @@ fn reduced_shape(shape: &[usize], axes: &[usize], keepdims: bool) -> Shape {
 
 /// The reduction of `x` over `axes`.
 pub fn forward(kind: Reduce, x: &Value, axes: &[usize], keepdims: bool) -> Result<Value> {
+    if let Some(&bad) = axes.iter().find(|&&k| k >= x.shape().len()) {
+        return Err(crate::error::index_error(
+            kind.name(),
+            format!(
+                "axis {bad} is out of bounds for array of dimension {}",
+                x.shape().len()
+            ),
+        ));
+    }
     Ok(map_value!(x, a => reduce_array(kind, a, axes, keepdims)?))
 }
 

@@ -32,11 +32,12 @@ impl Mask {
 
 /// A requested shape (one entry may be -1, inferred) for an array of `size` elements.
 pub fn resolve_shape(requested: &[isize], size: usize) -> Result<Shape> {
-    let known: usize = requested
+    let known_dims: Shape = requested
         .iter()
         .filter(|&&d| d >= 0)
         .map(|&d| d as usize)
-        .product();
+        .collect();
+    let known = size_of(&known_dims, "reshape")?;
     let unknown = requested.iter().filter(|&&d| d < 0).count();
     let bad = || {
         shape_error(
@@ -110,6 +111,7 @@ pub fn transpose(x: &Value, perm: &[usize]) -> Result<Value> {
 
 /// `x` broadcast to `shape` (materialised).
 pub fn broadcast_to(x: &Value, shape: &[usize]) -> Result<Value> {
+    size_of(shape, "broadcast_to")?;
     let joint = broadcast_shapes("broadcast_to", x.shape(), shape)?;
     if joint.as_slice() != shape {
         return Err(shape_error(
@@ -150,6 +152,10 @@ pub fn shift(x: &Value, axis: usize, by: isize, fill: f64) -> Result<Value> {
     ) -> Result<Array<T>> {
         let src = a.as_slice();
         let mut out = alloc(src.len(), fill, "shift")?;
+        // A shift by the whole axis or more leaves only the fill.
+        if by.unsigned_abs() >= n {
+            return Array::from_vec(a.shape(), out);
+        }
         let offset = by * inner as isize;
         for (k, o) in out.iter_mut().enumerate() {
             let i = (k / inner.max(1)) % n.max(1);
