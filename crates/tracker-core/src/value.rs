@@ -358,6 +358,11 @@ impl Value {
         })
     }
 
+    /// A copy in a new buffer that this value alone owns.
+    pub fn copied(&self) -> Result<Value> {
+        Ok(map_value!(self, a => a.map(|v| v)?))
+    }
+
     /// The same elements under another shape.
     pub fn reshaped(&self, shape: &[usize]) -> Result<Value> {
         Ok(map_value!(self, a => a.reshaped(shape)?))

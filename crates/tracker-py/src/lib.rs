@@ -11,7 +11,7 @@ mod tracked;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use tracker_core::{Arg, Op, Output, Tracked, Value};
+use tracker_core::{Arg, Op, Output, Tracked};
 
 use crate::convert::{array_value, output_to_py, to_numpy};
 use crate::errors::IntoPyResult;
@@ -42,15 +42,7 @@ fn param(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
     }
     let value = array_value(x, None, "param")?;
     // Copy once: a parameter owns its value.
-    let owned = value.reshaped(value.shape()).py()?;
-    let owned = match owned {
-        Value::F32(a) => {
-            Value::F32(tracker_core::Array::from_vec(a.shape(), a.as_slice().to_vec()).py()?)
-        }
-        Value::F64(a) => {
-            Value::F64(tracker_core::Array::from_vec(a.shape(), a.as_slice().to_vec()).py()?)
-        }
-    };
+    let owned = value.copied().py()?;
     output_to_py(py, Output::Tracked(Tracked::param(owned)))
 }
 

@@ -7,13 +7,12 @@ use pyo3::pyclass::CompareOp;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
+use tracker_core::Tracked;
 use tracker_core::ops::binary::Binary;
 use tracker_core::ops::reduce::Reduce;
 use tracker_core::ops::unary::Unary;
-use tracker_core::{Tracked, Value};
 
 use crate::convert::{arg_from_py, numpy, to_numpy, to_numpy_scalar};
-use crate::errors::IntoPyResult;
 use crate::ops;
 use crate::rules::TapeObjects;
 
@@ -352,15 +351,3 @@ macro_rules! tracked_methods {
 
 tracked_methods!(PyTrackedArray);
 tracked_methods!(PyTrackedReal);
-
-/// The handle's value as a `Value` (for tests of the zero-copy paths).
-#[allow(dead_code)]
-pub fn value_of(t: &Tracked) -> Value {
-    t.value()
-}
-
-/// `IntoPyResult` is used by the macro's callers.
-#[allow(dead_code)]
-fn _uses(r: tracker_core::Result<()>) -> PyResult<()> {
-    r.py()
-}
