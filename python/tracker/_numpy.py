@@ -149,4 +149,6 @@ def _size(a, axis=None):
     return a.size if axis is None else a.shape[axis]
 
 
+from tracker import _linalg, _shape  # noqa: E402, F401  (they register into FUNCTIONS)
+
 _core.set_functions(FUNCTIONS)
