@@ -116,8 +116,8 @@ def test_out_in_a_reduction_refuses():
     ("name", "call"),
     [
         ("convolve", lambda x: np.convolve(x, x)),
-        ("cumsum", lambda x: np.cumsum(x)),
-        ("sort", lambda x: np.sort(x)),
+        ("median", lambda x: np.median(x)),
+        ("fft", lambda x: np.fft.fft(x)),
     ],
 )
 def test_numpy_function_without_a_rule_refuses(name, call):
@@ -134,9 +134,9 @@ def test_numpy_function_without_a_rule_refuses(name, call):
 def test_unsupported_ufunc_refuses():
     x = tr.param([1.5, 2.5])
     with pytest.raises(TypeError) as excinfo:
-        np.floor(x)
+        np.spacing(x)
     message = str(excinfo.value)
-    assert "np.floor" in message
+    assert "np.spacing" in message
     assert "tr.data" in message
 
 

@@ -20,6 +20,8 @@ __all__ = [
     "TrackerError",
     "__version__",
     "back",
+    "cumprod",
+    "cumsum",
     "data",
     "dot",
     "enter_scope",
@@ -34,6 +36,7 @@ __all__ = [
     "set_anomaly",
     "set_functions",
     "set_grad_enabled",
+    "unary",
     "uncounted",
     "update",
     "where",
@@ -232,6 +235,9 @@ def set_functions(table: dict[Any, Any]) -> None:
     """Registers the NumPy functions with a rule (`tracker._numpy`); once."""
 
 def where(condition: Any, a: Any, b: Any) -> Any: ...
+def unary(name: str, x: Any) -> Any: ...
+def cumsum(x: Any, axis: int | None = None) -> Any: ...
+def cumprod(x: Any, axis: int | None = None) -> Any: ...
 def dot(a: Any, b: Any) -> Any: ...
 def place(x: Any, shape: Sequence[int], key: Any) -> Any:
     """`x` placed into a zero array of `shape` at `key` (differentiable in `x`)."""

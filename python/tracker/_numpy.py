@@ -4,6 +4,7 @@ One table, filled once at import: NumPy function → implementation on tracked
 values. A function missing here raises a `TypeError` naming it (in Rust).
 """
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -54,6 +55,52 @@ _implements(np.mean)(_reduction("mean"))
 _implements(np.prod)(_reduction("prod"))
 _implements(np.max, np.amax)(_extremum("max"))
 _implements(np.min, np.amin)(_extremum("min"))
+
+
+def _scan(name: str, scan: Callable[..., Any]) -> Callable[..., Any]:
+    def accumulate(a, axis=None, dtype=None, out=None):
+        _refuse_options(name, dtype=dtype, out=out)
+        return scan(a, None if axis is None else operator.index(axis))
+
+    return accumulate
+
+
+_implements(np.cumsum)(_scan("cumsum", _core.cumsum))
+_implements(np.cumprod)(_scan("cumprod", _core.cumprod))
+
+
+def _plain(x: Any) -> Any:
+    return _core.data(x) if _core.istracked(x) else x
+
+
+@_implements(np.clip)
+def _clip(a, a_min=_NO_VALUE, a_max=_NO_VALUE, out=None, *, min=_NO_VALUE, max=_NO_VALUE, **kw):
+    """`minimum(maximum(a, low), high)`, except that at a bound the gradient goes to `a`,
+    as PyTorch's `clamp`."""
+    _refuse_options("clip", out=out, **kw)
+    low = min if a_min is _NO_VALUE else a_min
+    high = max if a_max is _NO_VALUE else a_max
+    clipped = a
+    if low is not None and low is not _NO_VALUE:
+        clipped = _core.where(_plain(clipped) < _plain(low), low, clipped)
+    if high is not None and high is not _NO_VALUE:
+        clipped = _core.where(_plain(clipped) > _plain(high), high, clipped)
+    return clipped
+
+
+@_implements(np.sinc)
+def _sinc(x):
+    return _core.unary("sinc", x)
+
+
+@_implements(np.round, np.around)
+def _round(a, decimals=0, out=None):
+    """Half to even, as NumPy; the gradient is zero, as for `rint`."""
+    _refuse_options("round", out=out)
+    if decimals == 0:
+        return np.rint(a)
+    scale = 10.0**decimals
+    return np.rint(a * scale) / scale
 
 
 @_implements(np.dot)

@@ -103,6 +103,9 @@ def withgradient(f: Callable[..., Any], *args: Any) -> WithGradient:
     return WithGradient(tree.map(_core.data, value), grads)
 
 
+_MAX_DIMS = 64  # NumPy's
+
+
 def jacobian(f: Callable[[Any], Any], x: Any) -> np.ndarray:
     """The Jacobian of `f` at array `x`, of shape `y.shape + x.shape`: one sweep per output."""
     x = np.asarray(x, dtype=np.result_type(np.asarray(x).dtype, np.float32))
@@ -111,15 +114,22 @@ def jacobian(f: Callable[[Any], Any], x: Any) -> np.ndarray:
         tracked_x = scope.input(x)
         y = f(tracked_x)
         shape = np.shape(_core.data(y))
-        rows = []
-        for k in range(int(np.prod(shape))):
-            seed = np.zeros(shape, dtype=np.asarray(_core.data(y)).dtype)
+        if len(shape) + x.ndim > _MAX_DIMS:
+            raise ValueError(
+                f"jacobian: the result would have {len(shape) + x.ndim} dimensions "
+                f"(output {shape} + input {x.shape}), more than NumPy's {_MAX_DIMS}; "
+                "reshape the input or output to fewer dimensions"
+            )
+        dtype = np.asarray(_core.data(y)).dtype
+        rows = np.empty((int(np.prod(shape)), x.size), dtype=np.result_type(dtype, x.dtype))
+        for k in range(rows.shape[0]):
+            seed = np.zeros(shape, dtype=dtype)
             seed.flat[k] = 1
             (row,) = scope.gradient(y, [tracked_x], seed, retain=True)
-            rows.append(_core.data(row))
+            rows[k] = np.reshape(_core.data(row), -1)
     finally:
         scope.exit([])
-    return np.reshape(np.array(rows), shape + x.shape)
+    return np.reshape(rows, shape + x.shape)
 
 
 def hessian(f: Callable[[Any], Any], x: Any) -> np.ndarray:

@@ -1,13 +1,13 @@
 //! The Rust user's API: ops as methods on [`Tracked`], and [`gradient`] / [`hessian`].
 
 use crate::error::{Error, Result};
-use crate::op::Op;
+use crate::op::{Arrays, Op};
 use crate::ops::binary::Binary;
 use crate::ops::index::IndexItem;
 use crate::ops::reduce::Reduce;
 use crate::ops::unary::Unary;
 use crate::tape::{Arg, Output, Tracked, apply, enter_scope};
-use crate::value::Value;
+use crate::value::{Dtype, Shape, Value};
 
 fn tracked(out: Output, op: &str) -> Result<Tracked> {
     match out {
@@ -15,6 +15,38 @@ fn tracked(out: Output, op: &str) -> Result<Tracked> {
         Output::Value(_) => Err(Error::Usage {
             message: format!("{op}: the result was not recorded (recording is off)"),
         }),
+    }
+}
+
+/// The live tape as [`Arrays`]: a composite function applied to tracked values records
+/// each of its steps (and on plain values computes them).
+pub struct Live;
+
+impl Arrays for Live {
+    type A = Arg;
+
+    fn apply(&mut self, op: Op, inputs: &[&Arg]) -> Result<Arg> {
+        let args: Vec<Arg> = inputs.iter().map(|&a| a.clone()).collect();
+        Ok(match apply(op, &args)? {
+            Output::Tracked(t) => Arg::Tracked(t),
+            Output::Value(v) => Arg::Value(v),
+        })
+    }
+
+    fn constant(&mut self, value: Value) -> Result<Arg> {
+        Ok(Arg::Value(value))
+    }
+
+    fn value(&self, a: &Arg) -> Result<Value> {
+        Ok(a.value())
+    }
+
+    fn shape(&self, a: &Arg) -> Shape {
+        a.value().shape().into()
+    }
+
+    fn dtype(&self, a: &Arg) -> Dtype {
+        a.value().dtype()
     }
 }
 

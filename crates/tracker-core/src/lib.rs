@@ -31,7 +31,7 @@ pub mod ops;
 mod sweep;
 pub mod tape;
 
-pub use api::{gradient, hessian};
+pub use api::{Live, gradient, hessian};
 pub use error::{Error, Payload, Result};
 pub use op::{Extern, Op};
 pub use tape::{

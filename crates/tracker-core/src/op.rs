@@ -60,6 +60,11 @@ pub enum Op {
         fill: f64,
     },
     Cast(Dtype),
+    /// Running sums along `axis`, from its end when `reverse`.
+    Cumsum {
+        axis: usize,
+        reverse: bool,
+    },
     /// A rule whose pullback lives outside the engine: a custom rule, hook or checkpoint.
     Extern(Arc<dyn Extern>),
 }
@@ -98,6 +103,7 @@ impl Op {
             Op::Scatter(_) => "scatter_add",
             Op::Shift { .. } => "shift",
             Op::Cast(_) => "astype",
+            Op::Cumsum { .. } => "cumsum",
             Op::Extern(rule) => rule.name(),
         }
     }
@@ -131,6 +137,7 @@ impl Op {
             (Op::Scatter(g), [x]) => index::scatter(g, x),
             (Op::Shift { axis, by, fill }, [x]) => shape::shift(x, *axis, *by, *fill),
             (Op::Cast(dtype), [x]) => x.cast(*dtype),
+            (Op::Cumsum { axis, reverse }, [x]) => reduce::cumsum(x, *axis, *reverse),
             _ => Err(Error::Usage {
                 message: format!("{op}: got {} inputs", inputs.len()),
             }),
@@ -198,6 +205,13 @@ impl Op {
                 },
                 &[dy]
             )?)],
+            (Op::Cumsum { axis, reverse }, [_]) => smallvec![dense(b.apply(
+                Op::Cumsum {
+                    axis: *axis,
+                    reverse: !*reverse
+                },
+                &[dy]
+            )?)],
             (Op::Cast(_), [x]) => {
                 let dtype = b.dtype(x);
                 smallvec![dense(b.apply(Op::Cast(dtype), &[dy])?)]
@@ -242,8 +256,9 @@ pub(crate) fn each_input<B: Backend>(
     Ok(out)
 }
 
-/// The arrays a pullback computes with: buffers ([`Eager`]) or recorded nodes.
-pub trait Backend {
+/// Arrays that ops apply to: buffers ([`Eager`]), nodes a sweep records, or values on
+/// the live tape ([`crate::tape::Live`]). Composite functions are written against it.
+pub trait Arrays {
     type A: Clone;
 
     /// Applies `op` to `inputs`.
@@ -254,27 +269,6 @@ pub trait Backend {
     fn value(&self, a: &Self::A) -> Result<Value>;
     fn shape(&self, a: &Self::A) -> Shape;
     fn dtype(&self, a: &Self::A) -> Dtype;
-    /// The gradient of a unary elementwise op, as one fused pass.
-    fn unary_rule(&mut self, op: Unary, x: &Self::A, y: &Self::A, dy: &Self::A) -> Result<Self::A>;
-    /// The gradient of a binary elementwise op with respect to input `side`, at the
-    /// output's shape (before it is summed back to the input's shape).
-    fn binary_rule(
-        &mut self,
-        op: Binary,
-        side: usize,
-        inputs: [&Self::A; 2],
-        y: &Self::A,
-        dy: &Self::A,
-    ) -> Result<Self::A>;
-
-    /// The gradients of an external rule (its pullback is called back).
-    fn external(
-        &mut self,
-        rule: &Arc<dyn Extern>,
-        inputs: &[Self::A],
-        dy: &Self::A,
-    ) -> Result<Contributions<Self::A>>;
-
     fn add(&mut self, a: &Self::A, b: &Self::A) -> Result<Self::A> {
         self.apply(Op::Binary(Binary::Add), &[a, b])
     }
@@ -334,20 +328,35 @@ pub trait Backend {
     }
 }
 
-/// The backend over buffers: every op computes its value now, nothing is recorded.
-pub struct Eager;
+/// The arrays a pullback computes with: buffers ([`Eager`]) or recorded nodes.
+pub trait Backend: Arrays {
+    /// The gradient of a unary elementwise op, as one fused pass.
+    fn unary_rule(&mut self, op: Unary, x: &Self::A, y: &Self::A, dy: &Self::A) -> Result<Self::A>;
+    /// The gradient of a binary elementwise op with respect to input `side`, at the
+    /// output's shape (before it is summed back to the input's shape).
+    fn binary_rule(
+        &mut self,
+        op: Binary,
+        side: usize,
+        inputs: [&Self::A; 2],
+        y: &Self::A,
+        dy: &Self::A,
+    ) -> Result<Self::A>;
 
-impl Backend for Eager {
-    type A = Value;
-
+    /// The gradients of an external rule (its pullback is called back).
     fn external(
         &mut self,
         rule: &Arc<dyn Extern>,
-        inputs: &[Value],
-        dy: &Value,
-    ) -> Result<Contributions<Value>> {
-        crate::sweep::eager_external(rule, inputs, dy)
-    }
+        inputs: &[Self::A],
+        dy: &Self::A,
+    ) -> Result<Contributions<Self::A>>;
+}
+
+/// The backend over buffers: every op computes its value now, nothing is recorded.
+pub struct Eager;
+
+impl Arrays for Eager {
+    type A = Value;
 
     fn apply(&mut self, op: Op, inputs: &[&Value]) -> Result<Value> {
         op.forward(inputs)
@@ -367,6 +376,17 @@ impl Backend for Eager {
 
     fn dtype(&self, a: &Value) -> Dtype {
         a.dtype()
+    }
+}
+
+impl Backend for Eager {
+    fn external(
+        &mut self,
+        rule: &Arc<dyn Extern>,
+        inputs: &[Value],
+        dy: &Value,
+    ) -> Result<Contributions<Value>> {
+        crate::sweep::eager_external(rule, inputs, dy)
     }
 
     fn unary_rule(&mut self, op: Unary, x: &Value, y: &Value, dy: &Value) -> Result<Value> {

@@ -14,7 +14,7 @@ use smallvec::SmallVec;
 
 use crate::error::{Error, Result};
 use crate::num::Num;
-use crate::op::{Backend, Contribution, Contributions, Eager, Extern, Op};
+use crate::op::{Arrays, Backend, Contribution, Contributions, Eager, Extern, Op};
 use crate::ops::binary::Binary;
 use crate::ops::index::scatter_add;
 use crate::ops::shape::Mask;
@@ -66,16 +66,16 @@ trait Walk {
     type B: Backend;
     fn backend(&mut self) -> &mut Self::B;
     /// The node's step, or `None` for a leaf (whose slot is left for the caller).
-    fn step(&mut self, id: NodeId) -> Result<Option<Step<<Self::B as Backend>::A>>>;
+    fn step(&mut self, id: NodeId) -> Result<Option<Step<<Self::B as Arrays>::A>>>;
     fn accumulate(
         &mut self,
-        slot: &mut Option<<Self::B as Backend>::A>,
-        c: Contribution<<Self::B as Backend>::A>,
+        slot: &mut Option<<Self::B as Arrays>::A>,
+        c: Contribution<<Self::B as Arrays>::A>,
     ) -> Result<()>;
     /// Called after a node's pullback: a consuming sweep frees its saved value here.
     fn done(&mut self, id: NodeId);
     /// A leaf reached with a gradient.
-    fn leaf(&mut self, id: NodeId, g: &<Self::B as Backend>::A) -> Result<()>;
+    fn leaf(&mut self, id: NodeId, g: &<Self::B as Arrays>::A) -> Result<()>;
     /// The tape being swept (for anomaly reports).
     fn tape(&self) -> &Tape;
 }
@@ -85,7 +85,7 @@ fn check_finite<W: Walk>(
     walk: &mut W,
     id: NodeId,
     op: &Op,
-    contributions: &Contributions<<W::B as Backend>::A>,
+    contributions: &Contributions<<W::B as Arrays>::A>,
 ) -> Result<()> {
     for c in contributions.iter().flatten() {
         let g = match c {
@@ -115,9 +115,9 @@ fn check_finite<W: Walk>(
 fn sweep<W: Walk>(
     walk: &mut W,
     root: NodeId,
-    seed: <W::B as Backend>::A,
-) -> Result<Vec<Option<<W::B as Backend>::A>>> {
-    let mut grads: Vec<Option<<W::B as Backend>::A>> = Vec::new();
+    seed: <W::B as Arrays>::A,
+) -> Result<Vec<Option<<W::B as Arrays>::A>>> {
+    let mut grads: Vec<Option<<W::B as Arrays>::A>> = Vec::new();
     grads
         .try_reserve_exact(root + 1)
         .map_err(|_| Error::Memory {
@@ -517,38 +517,11 @@ impl Num for Var<'_, '_> {
             }
         }
     }
-    fn exp(self) -> Self {
-        self.unary(Unary::Exp)
+    fn unary(self, op: Unary) -> Self {
+        Var::unary(self, op)
     }
-    fn ln(self) -> Self {
-        self.unary(Unary::Log)
-    }
-    fn sin(self) -> Self {
-        self.unary(Unary::Sin)
-    }
-    fn cos(self) -> Self {
-        self.unary(Unary::Cos)
-    }
-    fn tanh(self) -> Self {
-        self.unary(Unary::Tanh)
-    }
-    fn sqrt(self) -> Self {
-        self.unary(Unary::Sqrt)
-    }
-    fn abs(self) -> Self {
-        self.unary(Unary::Abs)
-    }
-    fn powf(self, exponent: Self) -> Self {
-        self.rec
-            .var(Op::Binary(Binary::Pow), &[self.id, exponent.id])
-    }
-    fn maximum(self, other: Self) -> Self {
-        self.rec
-            .var(Op::Binary(Binary::Maximum), &[self.id, other.id])
-    }
-    fn minimum(self, other: Self) -> Self {
-        self.rec
-            .var(Op::Binary(Binary::Minimum), &[self.id, other.id])
+    fn binary(self, op: Binary, other: Self) -> Self {
+        self.rec.var(Op::Binary(op), &[self.id, other.id])
     }
     fn sign(self) -> Self {
         self.primal_mask(self, |a, _| Num::sign(a))
@@ -561,6 +534,12 @@ impl Num for Var<'_, '_> {
     }
     fn nonnegative(self) -> Self {
         self.primal_mask(self, |a, _| Num::nonnegative(a))
+    }
+    fn prefer(self, other: Self) -> Self {
+        self.primal_mask(other, Num::prefer)
+    }
+    fn zeros(self) -> Self {
+        self.primal_mask(self, |_, _| 0.0)
     }
     fn replace_where(self, condition: Self, value: f64) -> Self {
         let mask = self.rec.value(condition.id).map(|c| Mask {
@@ -586,7 +565,7 @@ struct RecordWalk<'r, 't> {
     rec: &'r Recorder<'t>,
 }
 
-impl Backend for RecordWalk<'_, '_> {
+impl Arrays for RecordWalk<'_, '_> {
     type A = NodeId;
 
     fn apply(&mut self, op: Op, inputs: &[&NodeId]) -> Result<NodeId> {
@@ -612,7 +591,9 @@ impl Backend for RecordWalk<'_, '_> {
     fn dtype(&self, a: &NodeId) -> Dtype {
         self.rec.value(*a).map(|v| v.dtype()).unwrap_or(Dtype::F64)
     }
+}
 
+impl Backend for RecordWalk<'_, '_> {
     fn unary_rule(&mut self, op: Unary, x: &NodeId, y: &NodeId, dy: &NodeId) -> Result<NodeId> {
         let var = |id| Var { rec: self.rec, id };
         let g = op.rule(var(*x), var(*y), var(*dy));

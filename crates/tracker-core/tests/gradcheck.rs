@@ -10,11 +10,11 @@ use tracker_core::gradcheck::{max_abs_diff, numerical_gradient};
 use tracker_core::op::Op;
 use tracker_core::ops::binary::Binary;
 use tracker_core::ops::index::{IndexItem, plan};
-use tracker_core::ops::reduce::Reduce;
+use tracker_core::ops::reduce::{Reduce, cumprod};
 use tracker_core::ops::shape::Mask;
 use tracker_core::ops::unary::Unary;
 use tracker_core::{
-    Arg, Dtype, Output, Result, Shape, Tracked, Value, apply, enter_scope, gradient, hessian,
+    Arg, Dtype, Live, Output, Result, Shape, Tracked, Value, apply, enter_scope, gradient, hessian,
 };
 
 type Case = (String, Vec<usize>, Box<dyn Fn(&Tracked) -> Result<Tracked>>);
@@ -72,10 +72,25 @@ fn cases() -> Vec<Case> {
     let mut cases: Vec<Case> = Vec::new();
     let me = |x: &Tracked| Arg::Tracked(x.clone());
     for &u in Unary::ALL {
+        // Inputs in [0.5, 1.5) moved into each op's domain, and off the integers and
+        // half-integers where the piecewise constant ops step.
+        let (scale, offset) = match u {
+            Unary::Arcsin | Unary::Arccos | Unary::Arctanh => (0.5, 1.234e-4),
+            Unary::Arccosh => (1.0, 1.0),
+            _ => (1.0, 1.234e-4),
+        };
+        let scalar = |v: f64| Arg::Value(Value::scalar(v, Dtype::F64));
         cases.push((
             u.name().into(),
             vec![2, 3],
-            Box::new(move |x| op(Op::Unary(u), &[me(x)])),
+            Box::new(move |x| {
+                let scaled = op(Op::Binary(Binary::Mul), &[me(x), scalar(scale)])?;
+                let moved = op(
+                    Op::Binary(Binary::Add),
+                    &[Arg::Tracked(scaled), scalar(offset)],
+                )?;
+                op(Op::Unary(u), &[Arg::Tracked(moved)])
+            }),
         ));
     }
     for &b in Binary::ALL {
@@ -206,6 +221,26 @@ fn cases() -> Vec<Case> {
                 },
                 &[Arg::Tracked(sq)],
             )
+        }),
+    ));
+    for (axis, reverse) in [(0, false), (1, true)] {
+        cases.push((
+            format!("cumsum over {axis} (reverse {reverse})"),
+            vec![2, 4],
+            Box::new(move |x| {
+                let sq = op(Op::Binary(Binary::Mul), &[me(x), me(x)])?;
+                op(Op::Cumsum { axis, reverse }, &[Arg::Tracked(sq)])
+            }),
+        ));
+    }
+    cases.push((
+        "cumprod".into(),
+        vec![2, 4],
+        Box::new(move |x| match cumprod(&mut Live, &me(x), 1)? {
+            Arg::Tracked(t) => Ok(t),
+            Arg::Value(_) => Err(tracker_core::Error::Usage {
+                message: "not recorded".into(),
+            }),
         }),
     ));
     cases.push((

@@ -207,6 +207,22 @@ impl Program {
         )
     }
 
+    /// `node`, scaled into [-0.9, 0.9] if it is not already (the domain of arcsin).
+    fn bounded(&mut self, node: usize) -> Result<usize> {
+        let top = maximum(&self.data(node)?.iter().map(|v| v.abs()).collect::<Vec<_>>());
+        if top <= 0.9 {
+            return Ok(node);
+        }
+        self.emit(
+            Op::Binary(Binary::Mul),
+            vec![
+                Src::Node(node),
+                Src::Const(Value::scalar(0.9 / top, Dtype::F64)),
+            ],
+            false,
+        )
+    }
+
     /// `node` plus a constant `c` such that `differences - c` stays `MARGIN` from 0.
     fn shifted(&mut self, node: usize, differences: &[f64]) -> Result<usize> {
         let clear = |c: f64| differences.iter().all(|d| (d - c).abs() >= MARGIN);
@@ -305,12 +321,42 @@ impl Program {
 
     fn unary(&mut self, rng: &mut Rng) -> Result<usize> {
         let node = self.pick(rng);
-        let op = Unary::ALL
-            .get(rng.below(Unary::ALL.len()))
+        // The piecewise constant ops are left out: finite differences across their steps
+        // mean nothing (their zero gradients are checked in the gradcheck table).
+        let smooth: Vec<Unary> = Unary::ALL
+            .iter()
+            .copied()
+            .filter(|u| {
+                !matches!(
+                    u,
+                    Unary::Sign | Unary::Floor | Unary::Ceil | Unary::Rint | Unary::Trunc
+                )
+            })
+            .collect();
+        let op = smooth
+            .get(rng.below(smooth.len()))
             .copied()
             .unwrap_or(Unary::Exp);
         let arg = match op {
-            Unary::Log | Unary::Sqrt => self.positive(node)?,
+            Unary::Log
+            | Unary::Log2
+            | Unary::Log10
+            | Unary::Log1p
+            | Unary::Sqrt
+            | Unary::Cbrt
+            | Unary::Recip => self.positive(node)?,
+            Unary::Arccosh => {
+                let positive = self.positive(node)?;
+                self.emit(
+                    Op::Binary(Binary::Add),
+                    vec![
+                        Src::Node(positive),
+                        Src::Const(Value::scalar(1.0, Dtype::F64)),
+                    ],
+                    false,
+                )?
+            }
+            Unary::Arcsin | Unary::Arccos | Unary::Arctanh | Unary::Tan => self.bounded(node)?,
             Unary::Abs => {
                 let negated: Vec<f64> = self.data(node)?.iter().map(|v| -v).collect();
                 self.shifted(node, &negated)?
@@ -323,8 +369,20 @@ impl Program {
 
     fn binary(&mut self, rng: &mut Rng) -> Result<usize> {
         let a = self.pick(rng);
-        let op = Binary::ALL
-            .get(rng.below(Binary::ALL.len()))
+        // The ops that step (remainders, floor division, the sign of copysign) are left
+        // out, as the piecewise constant unary ops are.
+        let smooth: Vec<Binary> = Binary::ALL
+            .iter()
+            .copied()
+            .filter(|b| {
+                !matches!(
+                    b,
+                    Binary::Remainder | Binary::Fmod | Binary::FloorDivide | Binary::Copysign
+                )
+            })
+            .collect();
+        let op = smooth
+            .get(rng.below(smooth.len()))
             .copied()
             .unwrap_or(Binary::Add);
         let mut b = if rng.below(3) == 0 {
@@ -345,7 +403,7 @@ impl Program {
         match (op, &a, &b) {
             (Binary::Div, _, Src::Node(k)) => b = Src::Node(self.positive(*k)?),
             (Binary::Pow, Src::Node(k), _) => a = Src::Node(self.positive(*k)?),
-            (Binary::Maximum | Binary::Minimum, _, _) => {
+            (Binary::Maximum | Binary::Minimum | Binary::Fmax | Binary::Fmin, _, _) => {
                 let value = |p: &Program, s: &Src| match s {
                     Src::Node(k) => p.value(*k).cloned(),
                     Src::Const(v) => Ok(v.clone()),

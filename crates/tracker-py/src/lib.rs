@@ -8,7 +8,7 @@ mod rules;
 mod scope;
 mod tracked;
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use tracker_core::{Arg, Op, Output, Tracked};
@@ -155,6 +155,29 @@ fn set_functions(py: Python<'_>, table: Bound<'_, PyDict>) -> PyResult<()> {
         .map_err(|_| PyTypeError::new_err("the function table is already set"))
 }
 
+/// The core's unary op `name` on `x`, for NumPy functions that are not ufuncs (`np.sinc`).
+#[pyfunction]
+fn unary(py: Python<'_>, name: &str, x: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let op = tracker_core::ops::unary::Unary::from_name(name)
+        .ok_or_else(|| PyValueError::new_err(format!("no unary op is named {name:?}")))?;
+    let x = convert::arg_or_raise(x, None, op.name())?;
+    ops::run(py, tracker_core::Op::Unary(op), &[x])
+}
+
+/// `np.cumsum(x, axis)`, over the flattened array when `axis` is None.
+#[pyfunction]
+#[pyo3(signature = (x, axis=None))]
+fn cumsum(py: Python<'_>, x: &Bound<'_, PyAny>, axis: Option<isize>) -> PyResult<Py<PyAny>> {
+    ops::scan(py, x, axis, false)
+}
+
+/// `np.cumprod(x, axis)`, over the flattened array when `axis` is None.
+#[pyfunction]
+#[pyo3(signature = (x, axis=None))]
+fn cumprod(py: Python<'_>, x: &Bound<'_, PyAny>, axis: Option<isize>) -> PyResult<Py<PyAny>> {
+    ops::scan(py, x, axis, true)
+}
+
 /// `np.where(condition, a, b)`.
 #[pyfunction]
 #[pyo3(name = "where")]
@@ -292,6 +315,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_grad_enabled, m)?)?;
     m.add_function(wrap_pyfunction!(set_functions, m)?)?;
     m.add_function(wrap_pyfunction!(where_, m)?)?;
+    m.add_function(wrap_pyfunction!(cumsum, m)?)?;
+    m.add_function(wrap_pyfunction!(unary, m)?)?;
+    m.add_function(wrap_pyfunction!(cumprod, m)?)?;
     m.add_function(wrap_pyfunction!(dot_py, m)?)?;
     m.add_function(wrap_pyfunction!(place, m)?)?;
     m.add_function(wrap_pyfunction!(nobacksies, m)?)?;

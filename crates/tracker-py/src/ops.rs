@@ -9,12 +9,13 @@ use pyo3::exceptions::{PyIndexError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyEllipsis, PyNone, PySlice, PyString, PyTuple};
+use tracker_core::op::Arrays;
 use tracker_core::ops::binary::Binary;
 use tracker_core::ops::index::{IndexItem, plan};
-use tracker_core::ops::reduce::{Reduce, normalize_axes};
+use tracker_core::ops::reduce::{Reduce, cumprod, normalize_axes};
 use tracker_core::ops::shape::{Mask, resolve_shape};
 use tracker_core::ops::unary::Unary;
-use tracker_core::{Arg, Dtype, Op, Shape, Tracked, apply};
+use tracker_core::{Arg, Dtype, Live, Op, Output, Shape, Tracked, apply};
 
 use crate::convert::{arg_from_py, arg_or_raise, numpy, output_to_py};
 use crate::errors::IntoPyResult;
@@ -383,30 +384,22 @@ pub fn refuse(what: &str, remedy: &str) -> PyErr {
     PyTypeError::new_err(format!("{what} would drop tracking; {remedy}"))
 }
 
+/// The core op a unary ufunc is: its own name, or an alias.
 fn ufunc_unary(name: &str) -> Option<Unary> {
-    Some(match name {
-        "negative" => Unary::Neg,
-        "exp" => Unary::Exp,
-        "log" => Unary::Log,
-        "sin" => Unary::Sin,
-        "cos" => Unary::Cos,
-        "tanh" => Unary::Tanh,
-        "sqrt" => Unary::Sqrt,
-        "absolute" | "fabs" => Unary::Abs,
-        _ => return None,
+    Unary::from_name(match name {
+        "fabs" => "absolute",
+        "radians" => "deg2rad",
+        "degrees" => "rad2deg",
+        _ => name,
     })
 }
 
+/// The core op a binary ufunc is: its own name, or an alias.
 fn ufunc_binary(name: &str) -> Option<Binary> {
-    Some(match name {
-        "add" => Binary::Add,
-        "subtract" => Binary::Sub,
-        "multiply" => Binary::Mul,
-        "divide" | "true_divide" => Binary::Div,
-        "power" | "float_power" => Binary::Pow,
-        "maximum" => Binary::Maximum,
-        "minimum" => Binary::Minimum,
-        _ => return None,
+    Binary::from_name(match name {
+        "true_divide" => "divide",
+        "float_power" => "power",
+        _ => name,
     })
 }
 
@@ -451,12 +444,19 @@ pub fn array_ufunc(
         ));
     }
     let handled: &[&str] = match method {
-        "__call__" => &[],
+        "__call__" | "outer" => &[],
         "reduce" => &["axis", "keepdims"],
+        "accumulate" => &["axis"],
+        "at" => {
+            return Err(PyTypeError::new_err(format!(
+                "np.{name}.at updates an array in place, which would drop tracking; use \
+                 tr.at(x)[index].add(v) (or .set, .multiply) for the updated value"
+            )));
+        }
         _ => {
             return Err(PyTypeError::new_err(format!(
-                "np.{name}.{method} is not supported on tracked arrays (only calls and \
-                 add/multiply/maximum/minimum.reduce are)"
+                "np.{name}.{method} is not supported on tracked arrays (calls, outer, \
+                 add/multiply/maximum/minimum.reduce and add/multiply.accumulate are)"
             )));
         }
     };
@@ -499,6 +499,31 @@ pub fn array_ufunc(
             .unwrap_or(false);
         return reduce(py, &x, kind, Some(&axis), keepdims);
     }
+    if method == "accumulate" {
+        let product = match name {
+            "add" => false,
+            "multiply" => true,
+            _ => {
+                return Err(PyTypeError::new_err(format!(
+                    "np.{name}.accumulate is not supported on tracked arrays (add and \
+                     multiply are: np.cumsum and np.cumprod)"
+                )));
+            }
+        };
+        let axis = match option("axis")? {
+            Some(axis) => axis.extract()?,
+            None => 0,
+        };
+        return scan(py, &arg(0)?, Some(axis), product);
+    }
+    if method == "outer" {
+        let (2, Some(op)) = (inputs.len(), ufunc_binary(name)) else {
+            return Err(PyTypeError::new_err(format!(
+                "np.{name}.outer is not supported on tracked arrays (the binary ufuncs' are)"
+            )));
+        };
+        return outer(py, op, &arg(0)?, &arg(1)?);
+    }
     match (inputs.len(), ufunc_unary(name), ufunc_binary(name)) {
         (1, Some(op), _) => {
             if let Some(x) = tracked_of(&arg(0)?) {
@@ -506,7 +531,11 @@ pub fn array_ufunc(
             }
         }
         (2, _, Some(op)) => {
-            let out = binary(py, op, &arg(0)?, &arg(1)?)?;
+            let out = if name == "float_power" {
+                float_power(py, &arg(0)?, &arg(1)?)?
+            } else {
+                binary(py, op, &arg(0)?, &arg(1)?)?
+            };
             if out.is(py.NotImplemented()) {
                 return Err(PyTypeError::new_err(format!(
                     "np.{name}: unsupported operand types"
@@ -528,7 +557,7 @@ pub fn array_ufunc(
         return Ok(ufunc.call1(PyTuple::new(py, plain)?)?.unbind());
     }
     match (inputs.len(), name) {
-        (1, "positive") => Ok(arg(0)?.unbind()),
+        (1, "positive" | "conjugate") => Ok(arg(0)?.unbind()),
         (1, "square") => binary(py, Binary::Mul, &arg(0)?, &arg(0)?),
         (2, "matmul") => matmul(py, &arg(0)?, &arg(1)?),
         _ => Err(PyTypeError::new_err(format!(
@@ -536,6 +565,78 @@ pub fn array_ufunc(
              value, as a constant (the README lists the supported functions)"
         ))),
     }
+}
+
+/// A composite's result, a value of the live tape, handed to Python.
+fn arg_to_py(py: Python<'_>, a: Arg) -> PyResult<Py<PyAny>> {
+    output_to_py(
+        py,
+        match a {
+            Arg::Tracked(t) => Output::Tracked(t),
+            Arg::Value(v) => Output::Value(v),
+        },
+    )
+}
+
+/// `np.cumsum` (or `np.cumprod` when `product`) along `axis`, over the flattened array
+/// when it is `None`.
+pub fn scan(
+    py: Python<'_>,
+    x: &Bound<'_, PyAny>,
+    axis: Option<isize>,
+    product: bool,
+) -> PyResult<Py<PyAny>> {
+    let name = if product { "cumprod" } else { "cumsum" };
+    let mut live = Live;
+    let mut x = arg_or_raise(x, None, name)?;
+    if axis.is_none() {
+        x = live.reshape(&x, &[x.value().len()]).py()?;
+    }
+    let ndim = x.value().shape().len();
+    let axes = normalize_axes(name, Some(&[axis.unwrap_or(0)]), ndim).py()?;
+    let axis = axes.first().copied().unwrap_or(0);
+    let out = if product {
+        cumprod(&mut live, &x, axis)
+    } else {
+        live.apply(
+            Op::Cumsum {
+                axis,
+                reverse: false,
+            },
+            &[&x],
+        )
+    };
+    arg_to_py(py, out.py()?)
+}
+
+/// `np.float_power(a, b)`: `power` in float64, whatever the operands' dtype.
+fn float_power(py: Python<'_>, a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let mut live = Live;
+    let mut in_f64 = |x: &Bound<'_, PyAny>| -> PyResult<Arg> {
+        let x = arg_or_raise(x, Some(Dtype::F64), "float_power")?;
+        if x.value().dtype() == Dtype::F64 {
+            return Ok(x);
+        }
+        live.apply(Op::Cast(Dtype::F64), &[&x]).py()
+    };
+    let (a, b) = (in_f64(a)?, in_f64(b)?);
+    run(py, Op::Binary(Binary::Pow), &[a, b])
+}
+
+/// `np.<op>.outer(a, b)`: `a` reshaped to broadcast against every element of `b`.
+fn outer(
+    py: Python<'_>,
+    op: Binary,
+    a: &Bound<'_, PyAny>,
+    b: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    let dtype = like(a).or_else(|| like(b));
+    let a = arg_or_raise(a, dtype, op.name())?;
+    let b = arg_or_raise(b, dtype, op.name())?;
+    let mut shape: Shape = a.value().shape().into();
+    shape.extend(std::iter::repeat_n(1, b.value().shape().len()));
+    let a = Live.reshape(&a, &shape).py()?;
+    run(py, Op::Binary(op), &[a, b])
 }
 
 /// The error for a NumPy function with no rule.

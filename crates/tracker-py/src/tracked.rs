@@ -295,6 +295,18 @@ macro_rules! tracked_methods {
             fn __rtruediv__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
                 ops::binary(slf.py(), Binary::Div, other, slf.as_any())
             }
+            fn __mod__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+                ops::binary(slf.py(), Binary::Remainder, slf.as_any(), other)
+            }
+            fn __rmod__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+                ops::binary(slf.py(), Binary::Remainder, other, slf.as_any())
+            }
+            fn __floordiv__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+                ops::binary(slf.py(), Binary::FloorDivide, slf.as_any(), other)
+            }
+            fn __rfloordiv__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+                ops::binary(slf.py(), Binary::FloorDivide, other, slf.as_any())
+            }
             fn __pow__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>, modulo: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
                 let _ = modulo;
                 ops::binary(slf.py(), Binary::Pow, slf.as_any(), other)

@@ -1,10 +1,12 @@
 //! Binary elementwise ops with NumPy broadcasting: one table row each, `y = f(a, b)`
 //! and the two partial rules given `a`, `b`, `y` and `dy`.
 
+use std::f64::consts::LN_2;
+
 use crate::broadcast::broadcast_shapes;
 use crate::error::Result;
 use crate::kernel::zip;
-use crate::num::{Float, Num};
+use crate::num::{Float, Num, Real};
 use crate::op::{Backend, Contributions, each_input};
 use crate::value::{Array, Value};
 
@@ -23,16 +25,21 @@ macro_rules! binary_ops {
                 match self { $(Binary::$variant => $name),* }
             }
 
-            /// `y = f(a, b)` on scalar-like values.
-            pub fn eval<S: Num>(self, a: S, b: S) -> S {
+            /// The op NumPy's ufunc `name` is.
+            pub fn from_name(name: &str) -> Option<Binary> {
+                match name { $($name => Some(Binary::$variant),)* _ => None }
+            }
+
+            /// `y = f(a, b)` on elements.
+            pub fn eval<T: Real>(self, a: T, b: T) -> T {
                 match self { $(Binary::$variant => { let ($a, $b) = (a, b); $forward })* }
             }
 
             /// The partial rule for input `side` (0 or 1), on scalar-like values.
-            #[allow(unused_variables)]
             pub fn rule<S: Num>(self, side: usize, a: S, b: S, y: S, dy: S) -> S {
                 match self {
                     $(Binary::$variant => {
+                        #[allow(unused_variables)]
                         let ($ra, $rb, $ry, $rdy) = (a, b, y, dy);
                         if side == 0 { $rule_a } else { $rule_b }
                     })*
@@ -43,12 +50,14 @@ macro_rules! binary_ops {
             pub fn forward_arrays<T: Float>(self, a: &Array<T>, b: &Array<T>) -> Result<Array<T>> {
                 let shape = broadcast_shapes(self.name(), a.shape(), b.shape())?;
                 match self {
-                    $(Binary::$variant => zip(self.name(), [a, b], &shape, |[$a, $b]| $forward)),*
+                    $(Binary::$variant => {
+                        fn f<T: Real>($a: T, $b: T) -> T { $forward }
+                        zip(self.name(), [a, b], &shape, |[a, b]| f(a, b))
+                    })*
                 }
             }
 
             /// The partial rule for input `side` at the output's shape, as one fused loop.
-            #[allow(unused_variables)]
             pub fn rule_arrays<T: Float>(
                 self,
                 side: usize,
@@ -60,8 +69,16 @@ macro_rules! binary_ops {
                 let shape = dy.shape();
                 match (self, side) {
                     $(
-                        (Binary::$variant, 0) => zip(self.name(), [a, b, y, dy], shape, |[$ra, $rb, $ry, $rdy]| $rule_a),
-                        (Binary::$variant, _) => zip(self.name(), [a, b, y, dy], shape, |[$ra, $rb, $ry, $rdy]| $rule_b),
+                        (Binary::$variant, 0) => {
+                            #[allow(unused_variables)]
+                            fn r<S: Num>($ra: S, $rb: S, $ry: S, $rdy: S) -> S { $rule_a }
+                            zip(self.name(), [a, b, y, dy], shape, |[a, b, y, dy]| r(a, b, y, dy))
+                        }
+                        (Binary::$variant, _) => {
+                            #[allow(unused_variables)]
+                            fn r<S: Num>($ra: S, $rb: S, $ry: S, $rdy: S) -> S { $rule_b }
+                            zip(self.name(), [a, b, y, dy], shape, |[a, b, y, dy]| r(a, b, y, dy))
+                        }
                     )*
                 }
             }
@@ -70,15 +87,15 @@ macro_rules! binary_ops {
 }
 
 binary_ops! {
-    // y = f(a, b)                                  (da, db), given a, b, y and dy
-    Add      => "add",      |a, b| a + b,           |_a, _b, _y, dy| (dy, dy);
-    Sub      => "subtract", |a, b| a - b,           |_a, _b, _y, dy| (dy, -dy);
-    Mul      => "multiply", |a, b| a * b,           |a, b, _y, dy| (dy * b, dy * a);
-    Div      => "divide",   |a, b| a / b,           |_a, b, y, dy| (dy / b, -(dy * y) / b);
+    // y = f(a, b)                                      (da, db), given a, b, y and dy
+    Add        => "add",        |a, b| a + b,           |a, b, y, dy| (dy, dy);
+    Sub        => "subtract",   |a, b| a - b,           |a, b, y, dy| (dy, -dy);
+    Mul        => "multiply",   |a, b| a * b,           |a, b, y, dy| (dy * b, dy * a);
+    Div        => "divide",     |a, b| a / b,           |a, b, y, dy| (dy / b, -(dy * y) / b);
     // As PyTorch: no base gradient where the exponent is 0, no exponent gradient where
     // the base is 0 and the exponent is not negative. The masked places also compute
     // on harmless values (exponent 1, base 1), so no 0·inf reaches a higher derivative.
-    Pow      => "power",    |a, b| a.powf(b),       |a, b, y, dy| (
+    Pow        => "power",      |a, b| a.powf(b),       |a, b, y, dy| (
         {
             let zero = b.is_zero();
             (dy * b * a.powf(b.replace_where(zero, 1.0) - b.lit(1.0))).replace_where(zero, 0.0)
@@ -88,8 +105,29 @@ binary_ops! {
             (dy * y * a.replace_where(zero, 1.0).ln()).replace_where(zero, 0.0)
         });
     // Ties share the gradient equally, as PyTorch.
-    Maximum  => "maximum",  |a, b| a.maximum(b),    |a, b, _y, dy| (dy * a.share(b), dy * b.share(a));
-    Minimum  => "minimum",  |a, b| a.minimum(b),    |a, b, _y, dy| (dy * b.share(a), dy * a.share(b));
+    Maximum    => "maximum",    |a, b| a.maximum(b),    |a, b, y, dy| (dy * a.share(b), dy * b.share(a));
+    Minimum    => "minimum",    |a, b| a.minimum(b),    |a, b, y, dy| (dy * b.share(a), dy * a.share(b));
+    // The gradient goes to the operand taken (the one that is not NaN); ties share it
+    // equally, as PyTorch.
+    Fmax       => "fmax",       |a, b| a.fmax(b),       |a, b, y, dy| (
+        dy * a.prefer(b), dy * (a.lit(1.0) - a.prefer(b)));
+    Fmin       => "fmin",       |a, b| a.fmin(b),       |a, b, y, dy| (
+        dy * (-a).prefer(-b), dy * (a.lit(1.0) - (-a).prefer(-b)));
+    Arctan2    => "arctan2",    |a, b| a.atan2(b),      |a, b, y, dy| (
+        dy * b / (a * a + b * b), -(dy * a) / (a * a + b * b));
+    Hypot      => "hypot",      |a, b| a.hypot(b),      |a, b, y, dy| (dy * a / y, dy * b / y);
+    Logaddexp  => "logaddexp",  |a, b| a.logaddexp(b),  |a, b, y, dy| (
+        dy * (a - y).exp(), dy * (b - y).exp());
+    Logaddexp2 => "logaddexp2", |a, b| a.logaddexp2(b), |a, b, y, dy| (
+        dy * ((a - y) * a.lit(LN_2)).exp(), dy * ((b - y) * b.lit(LN_2)).exp());
+    // a - floor(a / b)·b and a - trunc(a / b)·b, with the quotient's steps held constant.
+    Remainder  => "remainder",  |a, b| a.remainder(b),  |a, b, y, dy| (dy, -(dy * (a / b).floor()));
+    Fmod       => "fmod",       |a, b| a.fmod(b),       |a, b, y, dy| (dy, -(dy * (a / b).trunc()));
+    // |a|·sign(b): as PyTorch, no gradient at a = 0 nor to b (dividing by 1 there).
+    Copysign   => "copysign",   |a, b| a.copysign(b),   |a, b, y, dy| (
+        (dy * y / a.replace_where(a.is_zero(), 1.0)).replace_where(a.is_zero(), 0.0),
+        dy.zeros());
+    FloorDivide => "floor_divide", |a, b| a.floor_divide(b), |a, b, y, dy| (dy.zeros(), dy.zeros());
 }
 
 impl Binary {

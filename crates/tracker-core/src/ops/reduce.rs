@@ -3,8 +3,8 @@
 use crate::broadcast::BroadcastOffsets;
 use crate::error::{Error, Result};
 use crate::num::Float;
-use crate::op::{Backend, Op};
-use crate::value::{Array, Shape, Value, alloc, size_of};
+use crate::op::{Arrays, Backend, Op};
+use crate::value::{Array, Shape, Value, alloc, size_of, try_collect};
 
 /// Which reduction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,7 +244,7 @@ fn prod_pullback<B: Backend>(
 
 /// The product of the elements strictly before each one along `axis` (`direction` 1), or
 /// strictly after it (`direction` -1): a Hillis–Steele scan of shifted products.
-fn exclusive_cumprod<B: Backend>(
+fn exclusive_cumprod<B: Arrays>(
     b: &mut B,
     x: &B::A,
     axis: usize,
@@ -264,6 +264,61 @@ fn exclusive_cumprod<B: Backend>(
         step *= 2;
     }
     Ok(scan)
+}
+
+/// Running sums along `axis`, from its end when `reverse`.
+pub fn cumsum(x: &Value, axis: usize, reverse: bool) -> Result<Value> {
+    let shape = x.shape();
+    let Some(&n) = shape.get(axis) else {
+        return Err(crate::error::index_error(
+            "cumsum",
+            format!(
+                "axis {axis} is out of bounds for {} dimensions",
+                shape.len()
+            ),
+        ));
+    };
+    let inner = size_of(shape.get(axis + 1..).unwrap_or(&[]), "cumsum")?;
+    fn typed<T: Float>(a: &Array<T>, n: usize, inner: usize, reverse: bool) -> Result<Array<T>> {
+        let mut out = try_collect(a.as_slice().iter().copied(), "cumsum")?;
+        for block in out.chunks_mut((n * inner).max(1)) {
+            for i in 1..n {
+                let (from, to) = if reverse {
+                    (n - i, n - 1 - i)
+                } else {
+                    (i - 1, i)
+                };
+                for j in 0..inner {
+                    let previous = block.get(from * inner + j).copied();
+                    if let (Some(p), Some(v)) = (previous, block.get_mut(to * inner + j)) {
+                        *v = *v + p;
+                    }
+                }
+            }
+        }
+        Array::from_vec(a.shape(), out)
+    }
+    Ok(map_value!(x, a => typed(a, n, inner, reverse)?))
+}
+
+/// Running products along `axis`: `x` times the exclusive scan of shifted products, so
+/// the gradient is right at zeros and differentiable again.
+pub fn cumprod<B: Arrays>(b: &mut B, x: &B::A, axis: usize) -> Result<B::A> {
+    let shape = b.shape(x);
+    let Some(&n) = shape.get(axis) else {
+        return Err(crate::error::index_error(
+            "cumprod",
+            format!(
+                "axis {axis} is out of bounds for {} dimensions",
+                shape.len()
+            ),
+        ));
+    };
+    if n == 0 {
+        return Ok(x.clone());
+    }
+    let before = exclusive_cumprod(b, x, axis, n, 1)?;
+    b.mul(x, &before)
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! Unary elementwise ops: one table row each, `y = f(x)` and `dx` given `x`, `y`, `dy`.
 
+use std::f64::consts::{LN_2, LN_10, PI};
+
 use crate::error::Result;
 use crate::kernel::zip;
-use crate::num::{Float, Num};
+use crate::num::{Float, Num, Real};
 use crate::value::Array;
 
 macro_rules! unary_ops {
@@ -19,8 +21,13 @@ macro_rules! unary_ops {
                 match self { $(Unary::$variant => $name),* }
             }
 
-            /// `y = f(x)` on one scalar-like value.
-            pub fn eval<S: Num>(self, x: S) -> S {
+            /// The op NumPy's ufunc `name` is.
+            pub fn from_name(name: &str) -> Option<Unary> {
+                match name { $($name => Some(Unary::$variant),)* _ => None }
+            }
+
+            /// `y = f(x)` on one element.
+            pub fn eval<T: Real>(self, x: T) -> T {
                 match self { $(Unary::$variant => { let $x = x; $forward })* }
             }
 
@@ -31,13 +38,21 @@ macro_rules! unary_ops {
 
             /// `y = f(x)` over a buffer, as one loop.
             pub fn forward<T: Float>(self, x: &Array<T>) -> Result<Array<T>> {
-                match self { $(Unary::$variant => x.map(|$x| $forward)),* }
+                match self {
+                    $(Unary::$variant => {
+                        fn f<T: Real>($x: T) -> T { $forward }
+                        x.map(f)
+                    })*
+                }
             }
 
             /// `dx` over buffers of one shape, as one fused loop.
             pub fn rule_arrays<T: Float>(self, x: &Array<T>, y: &Array<T>, dy: &Array<T>) -> Result<Array<T>> {
                 match self {
-                    $(Unary::$variant => zip(self.name(), [x, y, dy], dy.shape(), |[$rx, $ry, $rdy]| $rule)),*
+                    $(Unary::$variant => {
+                        fn r<S: Num>($rx: S, $ry: S, $rdy: S) -> S { $rule }
+                        zip(self.name(), [x, y, dy], dy.shape(), |[x, y, dy]| r(x, y, dy))
+                    })*
                 }
             }
         }
@@ -45,16 +60,47 @@ macro_rules! unary_ops {
 }
 
 unary_ops! {
-    // y = f(x)                                      dx, given x, y and dy
-    Neg  => "negative", |x| -x,                      |_x, _y, dy| -dy;
-    Exp  => "exp",      |x| x.exp(),                 |_x, y, dy| dy * y;
-    Log  => "log",      |x| x.ln(),                  |x, _y, dy| dy / x;
-    Sin  => "sin",      |x| x.sin(),                 |x, _y, dy| dy * x.cos();
-    Cos  => "cos",      |x| x.cos(),                 |x, _y, dy| -(dy * x.sin());
-    Tanh => "tanh",     |x| x.tanh(),                |_x, y, dy| dy * (y.lit(1.0) - y * y);
-    Sqrt => "sqrt",     |x| x.sqrt(),                |_x, y, dy| dy / (y + y);
+    // y = f(x)                                         dx, given x, y and dy
+    Neg     => "negative",   |x| -x,                    |_x, _y, dy| -dy;
+    Exp     => "exp",        |x| x.exp(),               |_x, y, dy| dy * y;
+    Exp2    => "exp2",       |x| x.exp2(),              |_x, y, dy| dy * y * y.lit(LN_2);
+    Expm1   => "expm1",      |x| x.exp_m1(),            |_x, y, dy| dy * (y + y.lit(1.0));
+    Log     => "log",        |x| x.ln(),                |x, _y, dy| dy / x;
+    Log2    => "log2",       |x| x.log2(),              |x, _y, dy| dy / (x * x.lit(LN_2));
+    Log10   => "log10",      |x| x.log10(),             |x, _y, dy| dy / (x * x.lit(LN_10));
+    Log1p   => "log1p",      |x| x.ln_1p(),             |x, _y, dy| dy / (x + x.lit(1.0));
+    Sqrt    => "sqrt",       |x| x.sqrt(),              |_x, y, dy| dy / (y + y);
+    Cbrt    => "cbrt",       |x| x.cbrt(),              |_x, y, dy| dy / (y * y * y.lit(3.0));
+    Recip   => "reciprocal", |x| x.lit(1.0) / x,        |_x, y, dy| -(dy * y * y);
+    Sin     => "sin",        |x| x.sin(),               |x, _y, dy| dy * x.cos();
+    Cos     => "cos",        |x| x.cos(),               |x, _y, dy| -(dy * x.sin());
+    Tan     => "tan",        |x| x.tan(),               |_x, y, dy| dy * (y * y + y.lit(1.0));
+    Arcsin  => "arcsin",     |x| x.asin(),              |x, _y, dy| dy / (x.lit(1.0) - x * x).sqrt();
+    Arccos  => "arccos",     |x| x.acos(),              |x, _y, dy| -(dy / (x.lit(1.0) - x * x).sqrt());
+    Arctan  => "arctan",     |x| x.atan(),              |x, _y, dy| dy / (x * x + x.lit(1.0));
+    Sinh    => "sinh",       |x| x.sinh(),              |x, _y, dy| dy * x.cosh();
+    Cosh    => "cosh",       |x| x.cosh(),              |x, _y, dy| dy * x.sinh();
+    Tanh    => "tanh",       |x| x.tanh(),              |_x, y, dy| dy * (y.lit(1.0) - y * y);
+    Arcsinh => "arcsinh",    |x| x.asinh(),             |x, _y, dy| dy / (x * x + x.lit(1.0)).sqrt();
+    Arccosh => "arccosh",    |x| x.acosh(),             |x, _y, dy| dy / (x * x - x.lit(1.0)).sqrt();
+    Arctanh => "arctanh",    |x| x.atanh(),             |x, _y, dy| dy / (x.lit(1.0) - x * x);
+    Deg2rad => "deg2rad",    |x| x * x.lit(PI / 180.0), |_x, _y, dy| dy * dy.lit(PI / 180.0);
+    Rad2deg => "rad2deg",    |x| x * x.lit(180.0 / PI), |_x, _y, dy| dy * dy.lit(180.0 / PI);
+    // sinc'(0) = 0, held constant there, as PyTorch; the division runs on 1 in place
+    // of 0, so no 0/0 reaches a higher derivative.
+    Sinc    => "sinc",       |x| x.sinc(),              |x, _y, dy| {
+        let zero = x.is_zero();
+        let x = x.replace_where(zero, 1.0);
+        (dy * ((x * x.lit(PI)).cos() - x.unary(Unary::Sinc)) / x).replace_where(zero, 0.0)
+    };
     // abs'(0) = 0, as PyTorch.
-    Abs  => "absolute", |x| x.abs(),                 |x, _y, dy| dy * x.sign();
+    Abs     => "absolute",   |x| x.abs(),               |x, _y, dy| dy * x.sign();
+    // Piecewise constant: zero gradient, as PyTorch and JAX.
+    Sign    => "sign",       |x| x.signum0(),           |_x, _y, dy| dy.zeros();
+    Floor   => "floor",      |x| x.floor(),             |_x, _y, dy| dy.zeros();
+    Ceil    => "ceil",       |x| x.ceil(),              |_x, _y, dy| dy.zeros();
+    Rint    => "rint",       |x| x.rint(),              |_x, _y, dy| dy.zeros();
+    Trunc   => "trunc",      |x| x.trunc(),             |_x, _y, dy| dy.zeros();
 }
 
 #[cfg(test)]
