@@ -181,6 +181,23 @@ def sum_pieces(pieces):
     return total
 
 
+def _on_plain_values(f: Callable[..., Any]) -> Callable[..., Any]:
+    """`f` on the plain values: for results that carry no gradient (new arrays of a
+    shape, comparisons, tests of equality)."""
+
+    def plain(*args, **kwargs):
+        return f(*(_plain(a) for a in args), **{k: _plain(v) for k, v in kwargs.items()})
+
+    return plain
+
+
+for _f in (
+    np.zeros_like, np.ones_like, np.empty_like, np.full_like,
+    np.isclose, np.allclose, np.array_equal, np.array_equiv,
+):  # fmt: skip
+    _implements(_f)(_on_plain_values(_f))
+
+
 @_implements(np.ndim)
 def _ndim(a):
     return a.ndim

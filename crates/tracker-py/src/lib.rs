@@ -164,6 +164,12 @@ fn unary(py: Python<'_>, name: &str, x: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>
     ops::run(py, tracker_core::Op::Unary(op), &[x])
 }
 
+/// The ufuncs with a gradient on tracked arrays, and those with plain boolean results.
+#[pyfunction]
+fn ufuncs() -> (Vec<&'static str>, Vec<&'static str>) {
+    ops::ufunc_names()
+}
+
 /// `np.cumsum(x, axis)`, over the flattened array when `axis` is None.
 #[pyfunction]
 #[pyo3(signature = (x, axis=None))]
@@ -317,6 +323,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(where_, m)?)?;
     m.add_function(wrap_pyfunction!(cumsum, m)?)?;
     m.add_function(wrap_pyfunction!(unary, m)?)?;
+    m.add_function(wrap_pyfunction!(ufuncs, m)?)?;
     m.add_function(wrap_pyfunction!(cumprod, m)?)?;
     m.add_function(wrap_pyfunction!(dot_py, m)?)?;
     m.add_function(wrap_pyfunction!(place, m)?)?;

@@ -384,23 +384,43 @@ pub fn refuse(what: &str, remedy: &str) -> PyErr {
     PyTypeError::new_err(format!("{what} would drop tracking; {remedy}"))
 }
 
-/// The core op a unary ufunc is: its own name, or an alias.
-fn ufunc_unary(name: &str) -> Option<Unary> {
-    Unary::from_name(match name {
-        "fabs" => "absolute",
-        "radians" => "deg2rad",
-        "degrees" => "rad2deg",
-        _ => name,
-    })
+/// NumPy's other names for core ops: (ufunc, the core op's name).
+const UFUNC_ALIASES: &[(&str, &str)] = &[
+    ("fabs", "absolute"),
+    ("radians", "deg2rad"),
+    ("degrees", "rad2deg"),
+    ("true_divide", "divide"),
+    ("float_power", "power"),
+];
+
+/// Ufuncs the boundary composes of core ops (see the end of `array_ufunc`).
+const UFUNC_COMPOSED: &[&str] = &["positive", "conjugate", "square", "matmul"];
+
+fn core_name(ufunc: &str) -> &str {
+    UFUNC_ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == ufunc)
+        .map_or(ufunc, |(_, core)| core)
 }
 
-/// The core op a binary ufunc is: its own name, or an alias.
+fn ufunc_unary(name: &str) -> Option<Unary> {
+    Unary::from_name(core_name(name))
+}
+
 fn ufunc_binary(name: &str) -> Option<Binary> {
-    Binary::from_name(match name {
-        "true_divide" => "divide",
-        "float_power" => "power",
-        _ => name,
-    })
+    Binary::from_name(core_name(name))
+}
+
+/// The ufuncs with a gradient on tracked arrays, and those with boolean results.
+pub fn ufunc_names() -> (Vec<&'static str>, Vec<&'static str>) {
+    let differentiable = Unary::ALL
+        .iter()
+        .map(|u| u.name())
+        .chain(Binary::ALL.iter().map(|b| b.name()))
+        .chain(UFUNC_ALIASES.iter().map(|(alias, _)| *alias))
+        .chain(UFUNC_COMPOSED.iter().copied())
+        .collect();
+    (differentiable, COMPARISONS.to_vec())
 }
 
 const COMPARISONS: &[&str] = &[
