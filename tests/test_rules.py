@@ -83,6 +83,26 @@ def test_rule_with_several_arguments_and_a_non_differentiable_one():
     assert gname is None
 
 
+def test_rule_passes_keyword_arguments_through_undifferentiated():
+    @rule
+    def scaled(x, *, scale=1.0):
+        return scale * x, lambda dy: (scale * dy,)
+
+    (g,) = tr.gradient(lambda x: np.sum(scaled(x, scale=3.0)), np.array([1.0, 2.0]))
+    assert_array_equal(g, [3.0, 3.0])
+    assert_array_equal(scaled(np.array([1.0]), scale=2.0), [2.0])
+
+
+def test_rule_refuses_a_tracked_keyword_argument():
+    @rule
+    def scaled(x, *, scale=1.0):
+        return scale * x, lambda dy: (scale * dy,)
+
+    s = tr.param(2.0)
+    with pytest.raises(TypeError, match=r"scaled: keyword arguments .* scale= is tracked"):
+        scaled(tr.param([1.0]), scale=s)
+
+
 def test_rule_with_a_mix_of_tracked_and_plain_arguments():
     @rule
     def mul(a, b):

@@ -24,8 +24,9 @@ def _any_tracked(args: tuple[Any, ...]) -> bool:
 def rule(f: Callable[..., tuple[Any, Callable[[Any], Any]]]) -> Callable[..., Any]:
     """A function with a hand-written gradient (Tracker.jl's `@grad`).
 
-    `f(*args)` returns `(y, pullback)`, where `pullback(dy)` returns one gradient
-    per argument (`None` for an argument without one). With plain arguments the
+    `f(*args, **kwargs)` returns `(y, pullback)`, where `pullback(dy)` returns one
+    gradient per positional argument (`None` for an argument without one); keyword
+    arguments are passed through, not differentiated (as Tracker.jl's). With plain arguments the
     decorated function returns `y`; with tracked arguments it records one node.
     Write `f` with NumPy functions: when nested, it sees its arguments (and `dy`)
     as tracked values, so its pullback is differentiated too.
@@ -41,13 +42,20 @@ def rule(f: Callable[..., tuple[Any, Callable[[Any], Any]]]) -> Callable[..., An
     name = getattr(f, "__name__", "rule")
 
     @functools.wraps(f)
-    def tracked(*args: Any) -> Any:
+    def tracked(*args: Any, **kwargs: Any) -> Any:
+        for key, value in kwargs.items():
+            if _core.istracked(value):
+                raise TypeError(
+                    f"{name}: keyword arguments of a rule are not differentiated, and "
+                    f"{key}= is tracked; pass it positionally (its pullback then returns "
+                    "its gradient), or pass tr.data(value)"
+                )
         if not _any_tracked(args):
-            return f(*args)[0]
+            return f(*args, **kwargs)[0]
         args, kept = _snapshot(args)
         # The forward runs without recording; the pullback keeps the tracked inputs.
         with _no_recording():
-            y, pullback = f(*args)
+            y, pullback = f(*args, **kwargs)
         out = _record(name, pullback, args, _core.data(y))
         del kept  # recorded: the rule's node now keeps the tape
         return out
