@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from tracker import _numpy, testing, tree
+from tracker import _numpy, optim, testing, tree
 from tracker._core import (
     AnomalyError,
     ConsumedError,
@@ -66,6 +66,7 @@ __all__ = [
     "jvp",
     "no_grad",
     "nobacksies",
+    "optim",
     "param",
     "pullback",
     "rule",
