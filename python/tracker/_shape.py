@@ -462,9 +462,7 @@ def _plain_result(function: Callable[..., Any]) -> Callable[..., Any]:
     """Functions whose results are integers or booleans: computed on the plain values."""
 
     def plain(*args, **kwargs):
-        return function(
-            *(_plain(a) for a in args), **{k: _plain(v) for k, v in kwargs.items()}
-        )
+        return function(*(_plain(a) for a in args), **{k: _plain(v) for k, v in kwargs.items()})
 
     return plain
 
@@ -534,9 +532,7 @@ def _std(
 ):
     """`sqrt(var)`; at a zero variance its gradient is infinite (as PyTorch's is NaN)."""
     _refuse_options("std", dtype=dtype, out=out, where=where)
-    return np.sqrt(
-        _var(a, axis, ddof=ddof, keepdims=keepdims, mean=mean, correction=correction)
-    )
+    return np.sqrt(_var(a, axis, ddof=ddof, keepdims=keepdims, mean=mean, correction=correction))
 
 
 @_implements(np.average)
@@ -563,9 +559,7 @@ def _average(a, axis=None, weights=None, returned=False, *, keepdims=False):
                 )
             order = np.argsort(axes).tolist()
             weights = weights.transpose(*order) if _tracked(weights) else weights.transpose(order)
-            weights = _relabel(
-                weights, tuple(s if k in axes else 1 for k, s in enumerate(shape))
-            )
+            weights = _relabel(weights, tuple(s if k in axes else 1 for k, s in enumerate(shape)))
         total = np.sum(weights, axis=axes, keepdims=keepdims)
         if np.any(np.asarray(_plain(total)) == 0.0):
             raise ZeroDivisionError("np.average: weights sum to zero, can't be normalized")
