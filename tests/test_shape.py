@@ -634,3 +634,19 @@ def test_no_warnings_from_shape_functions() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.var(tr.param(X), axis=0, ddof=1)
+
+
+def test_wide_arrays_and_huge_orders() -> None:
+    """Positions wider than the binding's 32 index dimensions gather flat; a difference of
+    an order beyond the axis length is empty without looping that many times."""
+    wide = np.arange(2.0).reshape((1,) * 39 + (2,))
+    for fn in (lambda x: np.roll(x, 1), lambda x: np.repeat(x, 2, axis=0)):
+        y = fn(tr.param(wide))
+        np.testing.assert_array_equal(tr.data(y), fn(wide))
+    wide = np.ones((1,) * 40)  # NumPy sorts 40 dimensions only where the sorted axis is 1
+    for fn in (np.sort,):
+        y = fn(tr.param(wide))
+        np.testing.assert_array_equal(tr.data(y), fn(wide))
+    assert np.diff(tr.param(X), 2**70).shape == (3, 0)
+    with pytest.raises(IndexError, match="integer array"):
+        np.take_along_axis(tr.param(X), None, 0)

@@ -94,14 +94,21 @@ def _flat(a: Any) -> Any:
     return a.reshape(a.size)
 
 
+# The binding reads index arrays through rust-numpy, which takes at most 32 dimensions;
+# wider positions (NumPy allows 64) gather flat and reshape.
+_INDEX_DIMS = 32
+
+
 def _gather(a: Any, move: Callable[[np.ndarray], np.ndarray]) -> Any:
     """`move(a)` for a function `move` that only moves elements: `move` runs on the flat
     positions of `a`, and they index the flattened `a` (a gather, whose gradient is a
     scatter-add)."""
     if not _tracked(a):
         return move(np.asarray(a))
-    positions = move(np.arange(a.size).reshape(a.shape))
-    return _flat(a)[np.asarray(positions)]
+    positions = np.asarray(move(np.arange(a.size).reshape(a.shape)))
+    if positions.ndim > _INDEX_DIMS:
+        return _flat(a)[positions.reshape(-1)].reshape(positions.shape)
+    return _flat(a)[positions]
 
 
 def _relabel(a: Any, shape: tuple[int, ...]) -> Any:
@@ -397,6 +404,7 @@ def _take(a, indices, axis=None, out=None, mode="raise"):
 @_implements(np.take_along_axis)
 def _take_along_axis(arr, indices, axis=-1):
     _not_tracked("take_along_axis", indices=indices)
+    indices = np.asarray(indices)
     return _gather(arr, lambda p: np.take_along_axis(p, indices, axis))
 
 
@@ -597,6 +605,7 @@ def _diff(a, n=1, axis=-1, prepend=_NO_VALUE, append=_NO_VALUE):
         a = _concatenate(pieces, axis=axis)
     before = (slice(None),) * axis
     later, earlier = (*before, slice(1, None)), (*before, slice(None, -1))
-    for _ in range(n):
+    # After as many differences as the axis is long, the result stays empty.
+    for _ in range(min(n, _shape_of(a)[axis])):
         a = a[later] - a[earlier]
     return a
