@@ -117,7 +117,7 @@ def test_out_in_a_reduction_refuses():
     [
         ("convolve", lambda x: np.convolve(x, x)),
         ("median", lambda x: np.median(x)),
-        ("fft", lambda x: np.fft.fft(x)),
+        ("partition", lambda x: np.partition(x, 1)),
     ],
 )
 def test_numpy_function_without_a_rule_refuses(name, call):

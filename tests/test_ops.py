@@ -202,6 +202,8 @@ CASES = [
          torch=lambda xp, a, b: xp.floor(a / b) * a),
     case("where",    "np.clip",      lambda xp, x: xp.clip(x, -0.5, 0.5),   NEAR_BOUNDS),
     case("where",    "np.clip-arrays", lambda xp, x, lo: xp.clip(x, lo, 1.0), A, A - nonzero(3, 4)),
+    case("where",    "clip-method",  lambda xp, x: x.clip(-0.5, 0.5),       NEAR_BOUNDS,
+         torch=lambda xp, x: xp.clip(x, -0.5, 0.5)),
     case("where",    "constant-cond", lambda xp, a, b: xp.where(xp.asarray(MASK), a, b), A, B),
     case("where",    "tracked-cond", lambda xp, a, b: xp.where(a > 0, a, b), nonzero(3, 4), B),
     case("where",    "broadcast",    lambda xp, a, b: xp.where(xp.asarray(COND), a, b), A, ROW),

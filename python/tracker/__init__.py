@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tracker import _numpy, optim, testing, tree
+from tracker._at import at
 from tracker._core import (
     AnomalyError,
     ConsumedError,
@@ -49,6 +50,7 @@ __all__ = [
     "TrackerError",
     "WithGradient",
     "__version__",
+    "at",
     "back",
     "checkpoint",
     "data",

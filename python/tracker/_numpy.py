@@ -131,56 +131,6 @@ def _where(condition, *values):
     return _core.where(condition, *values)
 
 
-def _normalize_axis(op: str, axis: int, ndim: int) -> int:
-    if not -ndim <= axis < ndim:
-        raise IndexError(f"np.{op}: axis {axis} is out of bounds for array of dimension {ndim}")
-    return axis % ndim
-
-
-@_implements(np.stack)
-def _stack(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
-    _refuse_options("stack", out=out, dtype=dtype)
-    arrays = list(arrays)
-    shapes = {np.shape(_core.data(a)) for a in arrays}
-    if len(shapes) != 1:
-        raise ValueError(f"np.stack: all input arrays must have the same shape, got {shapes}")
-    (shape,) = shapes
-    axis = _normalize_axis("stack", axis, len(shape) + 1)
-    stacked = (*shape[:axis], len(arrays), *shape[axis:])
-    before = (slice(None),) * axis
-    return sum_pieces(_core.place(a, stacked, (*before, k)) for k, a in enumerate(arrays))
-
-
-@_implements(np.concatenate)
-def _concatenate(arrays, axis=0, out=None, *, dtype=None, casting="same_kind"):
-    _refuse_options("concatenate", out=out, dtype=dtype)
-    arrays = list(arrays)
-    shapes = [np.shape(_core.data(a)) for a in arrays]
-    axis = _normalize_axis("concatenate", axis, len(shapes[0]))
-    rest = {s[:axis] + s[axis + 1 :] for s in shapes}
-    if len(rest) != 1:
-        raise ValueError(
-            "np.concatenate: all the input array dimensions except for the concatenation axis "
-            f"must match exactly, got shapes {shapes}"
-        )
-    total = sum(s[axis] for s in shapes)
-    joined = (*shapes[0][:axis], total, *shapes[0][axis + 1 :])
-    before = (slice(None),) * axis
-    starts = np.cumsum([0] + [s[axis] for s in shapes])
-    return sum_pieces(
-        _core.place(a, joined, (*before, slice(int(start), int(start) + s[axis])))
-        for a, s, start in zip(arrays, shapes, starts)
-    )
-
-
-def sum_pieces(pieces):
-    """The sum of disjoint pieces (each a zero array but for its own place)."""
-    total = None
-    for piece in pieces:
-        total = piece if total is None else total + piece
-    return total
-
-
 def _on_plain_values(f: Callable[..., Any]) -> Callable[..., Any]:
     """`f` on the plain values: for results that carry no gradient (new arrays of a
     shape, comparisons, tests of equality)."""

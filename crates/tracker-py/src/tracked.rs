@@ -74,6 +74,70 @@ fn repr(py: Python<'_>, t: &Tracked) -> PyResult<String> {
     ))
 }
 
+/// `numpy.<name>(self, *args, **kwargs)`: a method that is NumPy's function of the same
+/// name, so one definition (in the `__array_function__` table) serves both.
+fn numpy_method(
+    slf: &Bound<'_, PyAny>,
+    name: &str,
+    args: &Bound<'_, PyTuple>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Py<PyAny>> {
+    let py = slf.py();
+    let mut all = vec![slf.clone()];
+    all.extend(args.iter());
+    let all = PyTuple::new(py, all)?;
+    Ok(numpy(py)?.getattr(name)?.call(all, kwargs)?.unbind())
+}
+
+/// `x.astype(dtype)`: float32 and float64 stay tracked (a recorded cast); integer and
+/// boolean dtypes give a plain array, as a cast to them has no gradient (as JAX and
+/// PyTorch); other dtypes are refused.
+fn astype(
+    slf: &Bound<'_, PyAny>,
+    t: &Tracked,
+    dtype: &Bound<'_, PyAny>,
+    casting: &str,
+    copy: bool,
+) -> PyResult<Py<PyAny>> {
+    let py = slf.py();
+    let np = numpy(py)?;
+    let target = np.getattr("dtype")?.call1((dtype,))?;
+    let source = np.getattr("dtype")?.call1((t.dtype().name(),))?;
+    if !np
+        .getattr("can_cast")?
+        .call1((&source, &target, casting))?
+        .is_truthy()?
+    {
+        return Err(PyTypeError::new_err(format!(
+            "astype: cannot cast from {source} to {target} according to the rule '{casting}'"
+        )));
+    }
+    let name: String = target.getattr("name")?.extract()?;
+    let kind: String = target.getattr("kind")?.extract()?;
+    let cast = match name.as_str() {
+        "float32" => tracker_core::Dtype::F32,
+        "float64" => tracker_core::Dtype::F64,
+        _ if matches!(kind.as_str(), "i" | "u" | "b") => {
+            let plain = to_numpy(py, t.value())?;
+            return Ok(plain.call_method1("astype", (target,))?.unbind());
+        }
+        _ => {
+            return Err(PyTypeError::new_err(format!(
+                "astype({name}): tracker tracks float32 and float64 values; for a plain value \
+                 of another dtype use tr.data(x).astype(...)"
+            )));
+        }
+    };
+    if cast == t.dtype() && !copy {
+        return Ok(slf.clone().unbind());
+    }
+    ops::run(
+        py,
+        tracker_core::Op::Cast(cast),
+        &[tracker_core::Arg::Tracked(t.clone())],
+    )
+}
+
 macro_rules! tracked_methods {
     ($cls:ident) => {
         #[pymethods]
@@ -176,6 +240,119 @@ macro_rules! tracked_methods {
                 ops::transpose(py, &self.inner, axes)
             }
 
+            /// `np.ravel(x, ...)`.
+            #[pyo3(signature = (*args, **kwargs))]
+            fn ravel(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
+                numpy_method(slf.as_any(), "ravel", args, kwargs)
+            }
+
+            /// `np.ravel(x, ...)` (tracked values are never shared, so no copy is needed).
+            #[pyo3(signature = (*args, **kwargs))]
+            fn flatten(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
+                numpy_method(slf.as_any(), "ravel", args, kwargs)
+            }
+
+            /// `np.squeeze(x, ...)`.
+            #[pyo3(signature = (*args, **kwargs))]
+            fn squeeze(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
+                numpy_method(slf.as_any(), "squeeze", args, kwargs)
+            }
+
+            /// `np.swapaxes(x, ...)`.
+            #[pyo3(signature = (*args, **kwargs))]
+            fn swapaxes(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
+                numpy_method(slf.as_any(), "swapaxes", args, kwargs)
+            }
+
+            /// `np.repeat(x, ...)`.
+            #[pyo3(signature = (*args, **kwargs))]
+            fn repeat(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
+                numpy_method(slf.as_any(), "repeat", args, kwargs)
+            }
+
+            /// `np.take(x, ...)`.
+            #[pyo3(signature = (*args, **kwargs))]
+            fn take(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
+                numpy_method(slf.as_any(), "take", args, kwargs)
+            }
+
+            /// `np.var(x, ...)`.
+            #[pyo3(signature = (*args, **kwargs))]
+            fn var(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
+                numpy_method(slf.as_any(), "var", args, kwargs)
+            }
+
+            /// `np.std(x, ...)`.
+            #[pyo3(signature = (*args, **kwargs))]
+            fn std(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
+                numpy_method(slf.as_any(), "std", args, kwargs)
+            }
+
+            /// `np.clip(x, ...)`.
+            #[pyo3(signature = (*args, **kwargs))]
+            fn clip(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
+                numpy_method(slf.as_any(), "clip", args, kwargs)
+            }
+
+            /// `np.cumsum(x, ...)`.
+            #[pyo3(signature = (*args, **kwargs))]
+            fn cumsum(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
+                numpy_method(slf.as_any(), "cumsum", args, kwargs)
+            }
+
+            /// `np.cumprod(x, ...)`.
+            #[pyo3(signature = (*args, **kwargs))]
+            fn cumprod(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
+                numpy_method(slf.as_any(), "cumprod", args, kwargs)
+            }
+
+            /// `np.copy(x, ...)`: a new node with the same value.
+            #[pyo3(signature = (*args, **kwargs))]
+            fn copy(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
+                numpy_method(slf.as_any(), "copy", args, kwargs)
+            }
+
+            /// `np.argsort(x, ...)`: plain integers (no gradient).
+            #[pyo3(signature = (*args, **kwargs))]
+            fn argsort(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
+                numpy_method(slf.as_any(), "argsort", args, kwargs)
+            }
+
+            /// `np.argmax(x, ...)`: plain integers (no gradient).
+            #[pyo3(signature = (*args, **kwargs))]
+            fn argmax(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
+                numpy_method(slf.as_any(), "argmax", args, kwargs)
+            }
+
+            /// `np.argmin(x, ...)`: plain integers (no gradient).
+            #[pyo3(signature = (*args, **kwargs))]
+            fn argmin(slf: &Bound<'_, Self>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
+                numpy_method(slf.as_any(), "argmin", args, kwargs)
+            }
+
+            /// `np.nonzero(x)`: plain integers (no gradient).
+            fn nonzero(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+                numpy_method(slf.as_any(), "nonzero", &PyTuple::empty(slf.py()), None)
+            }
+
+            /// Sorting in place would mutate a tracked value: refused, naming `np.sort`.
+            #[pyo3(signature = (*args, **kwargs))]
+            fn sort(&self, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
+                let _ = (args, kwargs);
+                Err(PyTypeError::new_err(
+                    "x.sort() sorts in place, and tracked values are immutable: use \
+                     y = np.sort(x), which is differentiable",
+                ))
+            }
+
+            /// `x` cast to `dtype`: tracked for float32/float64, a plain array for integer
+            /// and boolean dtypes (which carry no gradient).
+            #[pyo3(signature = (dtype, order="K", casting="unsafe", subok=true, copy=true))]
+            fn astype(slf: &Bound<'_, Self>, dtype: &Bound<'_, PyAny>, order: &str, casting: &str, subok: bool, copy: bool) -> PyResult<Py<PyAny>> {
+                let _ = (order, subok);
+                astype(slf.as_any(), &slf.get().inner, dtype, casting, copy)
+            }
+
             fn dot(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
                 crate::dot(slf.py(), slf.as_any(), other)
             }
@@ -198,9 +375,9 @@ macro_rules! tracked_methods {
 
             fn __setitem__(&self, _key: &Bound<'_, PyAny>, _value: &Bound<'_, PyAny>) -> PyResult<()> {
                 Err(PyTypeError::new_err(
-                    "tracked arrays are immutable: assignment into one cannot be differentiated; \
-                     build the new value functionally (np.where, concatenation), or modify a copy \
-                     of tr.data(x) as a constant",
+                    "tracked arrays are immutable: assignment into one (x[idx] = v) cannot be \
+                     differentiated; use the functional update y = tr.at(x)[idx].set(v) (or \
+                     .add(v)), np.where, or modify a copy of tr.data(x) as a constant",
                 ))
             }
 
