@@ -1624,3 +1624,14 @@ def test_jacobian_and_hessian_are_fresh_arrays_owned_by_the_caller():
         result[...] = -1.0
     assert_array_equal(tr.hessian(lambda a: np.sum(a**3), x0), [[6.0, 0.0], [0.0, 12.0]])
     assert_array_equal(tr.jacobian(lambda a: a**2, x0), [[2.0, 0.0], [0.0, 4.0]])
+
+
+def test_index_arrays_of_more_than_32_dimensions():
+    """rust-numpy's views stop at 32 dimensions: index arrays are read flat."""
+    x = tr.param(np.arange(3.0))
+    idx = np.zeros((1,) * 40, dtype=np.intp)
+    idx.flat[0] = 2
+    y = x[idx]
+    assert y.shape == idx.shape
+    tr.back(np.sum(y * y))
+    np.testing.assert_array_equal(tr.grad(x), [0.0, 0.0, 4.0])

@@ -194,10 +194,13 @@ pub fn select(
 
 fn int_array(obj: &Bound<'_, PyAny>) -> PyResult<(Shape, Vec<isize>)> {
     let np = numpy(obj.py())?;
-    let arr = np
-        .call_method1("asarray", (obj, np.getattr("intp")?))?
+    let arr = np.call_method1("asarray", (obj, np.getattr("intp")?))?;
+    // The shape from Python, the values flat: rust-numpy's views stop at 32 dimensions.
+    let shape: Vec<usize> = arr.getattr("shape")?.extract()?;
+    let shape: Shape = shape.into();
+    let arr = arr
+        .call_method1("reshape", (-1,))?
         .cast_into::<PyArrayDyn<isize>>()?;
-    let shape: Shape = arr.shape().into();
     let readonly = arr.readonly();
     let view = readonly.as_array();
     let mut values = Vec::new();
