@@ -1629,8 +1629,7 @@ def test_jacobian_and_hessian_are_fresh_arrays_owned_by_the_caller():
 def test_index_arrays_of_more_than_32_dimensions():
     """rust-numpy's views stop at 32 dimensions: index arrays are read flat."""
     x = tr.param(np.arange(3.0))
-    idx = np.zeros((1,) * 40, dtype=np.intp)
-    idx.flat[0] = 2
+    idx = np.full((1,) * 40, 2, dtype=np.intp)
     y = x[idx]
     assert y.shape == idx.shape
     tr.back(np.sum(y * y))
