@@ -3,11 +3,12 @@
 import collections
 import dataclasses
 import sys
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
 
+import tracker as tr
 from tracker import tree
 
 
@@ -517,3 +518,41 @@ def test_deep_dicts_and_dataclasses():
         assert gradient["inner"]["b"] == float(i)
         gradient = gradient["inner"]["w"]
     assert gradient is W
+
+
+@dataclasses.dataclass
+class _Norm:
+    scale: np.ndarray
+    running_mean: np.ndarray
+    frozen_layer: Any = None
+
+    def trainable(self):
+        return ("scale",)
+
+
+def test_trainable_excludes_fields_from_gradients_and_updates():
+    from tracker import optim
+
+    inner = _Norm(np.array([3.0]), np.array([5.0]))
+    model = {"norm": _Norm(np.array([1.0, 2.0]), np.array([0.5, 0.5]), inner), "w": np.ones(1)}
+    # scale, running_mean, the frozen layer's three fields, w
+    assert tree.trainable_mask(model) == [True, False, False, False, False, True]
+
+    def f(m):
+        n = m["norm"]
+        inner = n.frozen_layer
+        return np.sum(n.scale * n.running_mean) + np.sum(inner.scale) * m["w"][0]
+
+    (g,) = tr.gradient(f, model)
+    np.testing.assert_array_equal(g["norm"]["scale"], [0.5, 0.5])
+    assert g["norm"]["running_mean"] is None
+    assert g["norm"]["frozen_layer"] == {"scale": None, "running_mean": None, "frozen_layer": None}
+    np.testing.assert_array_equal(g["w"], [3.0])
+    numeric = tr.testing.ngradient(f, model)[0]
+    assert numeric["norm"]["running_mean"] is None
+    assert numeric["norm"]["frozen_layer"]["scale"] is None
+    state = optim.setup(optim.Descent(1.0), model)
+    assert state["norm"]["running_mean"] is None
+    _, new = optim.update(state, model, g)
+    np.testing.assert_array_equal(new["norm"].running_mean, [0.5, 0.5])
+    np.testing.assert_array_equal(new["norm"].scale, [0.5, 1.5])

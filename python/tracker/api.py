@@ -19,13 +19,15 @@ def _trace(scope: _core.Scope, args: tuple[Any, ...]) -> tuple[Any, list[Any], l
     """The arguments with each differentiable leaf replaced by a tracked input.
 
     The same array object appearing twice is one input (tied weights): each
-    occurrence gets the total gradient.
+    occurrence gets the total gradient. Fields a dataclass leaves out of its
+    `trainable()` are not differentiated.
     """
     leaves, treedef = tree.flatten(args)
     unique, positions = tree.dedup(leaves, is_tracked=_core.istracked)
+    trainable = tree.trainable_unique(args, positions, len(unique))
     inputs = [
-        scope.input(leaf) if tree.is_differentiable(leaf, _core.istracked) else None
-        for leaf in unique
+        scope.input(leaf) if allowed and tree.is_differentiable(leaf, _core.istracked) else None
+        for leaf, allowed in zip(unique, trainable, strict=True)
     ]
     traced = [
         leaf if inputs[p] is None else inputs[p] for leaf, p in zip(leaves, positions, strict=True)

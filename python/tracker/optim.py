@@ -238,15 +238,16 @@ def _is_state_leaf(node: Any) -> bool:
 
 def setup(rule: Rule, model: Any) -> Any:
     """The optimiser state of `model`: a `Leaf` for every float array or scalar, `None`
-    for anything else, in the structure of `tr.gradient`'s results (a dataclass
-    becomes a dict of its fields). Tied arrays share one `Leaf`."""
+    for anything else and for fields a dataclass leaves out of its `trainable()`, in
+    the structure of `tr.gradient`'s results (a dataclass becomes a dict of its
+    fields). Tied arrays share one `Leaf`."""
     if not isinstance(rule, Rule):
         raise TypeError(f"setup: {rule!r} is not an optimisation rule (Descent, Adam, ...)")
     leaves, treedef = tree.flatten(model)
     seen: dict[int, Leaf] = {}
     states = []
-    for x in leaves:
-        if not _trainable(x):
+    for x, allowed in zip(leaves, tree.trainable_mask(model), strict=True):
+        if not (allowed and _trainable(x)):
             states.append(None)
             continue
         key = id(x) if isinstance(x, np.ndarray) else None

@@ -82,6 +82,7 @@ def ngradient(f: Callable[..., Any], *args: Any, step: float | None = None) -> t
     (array([ 6., 12.]), None)
     """
     treedef, unique, positions = _float64_arguments(args)
+    trainable = tree.trainable_unique(args, positions, len(unique))
     relative = _STEP if step is None else step
 
     def call() -> float:
@@ -89,7 +90,7 @@ def ngradient(f: Callable[..., Any], *args: Any, step: float | None = None) -> t
 
     grads: list[Any] = []
     for i, leaf in enumerate(unique):
-        if not _differentiable(leaf):
+        if not (trainable[i] and _differentiable(leaf)):
             grads.append(None)
             continue
         # A scalar is replaced by each moved value; an array's elements are moved in place.

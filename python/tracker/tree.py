@@ -43,6 +43,8 @@ __all__ = [
     "is_differentiable",
     "map",
     "register",
+    "trainable_mask",
+    "trainable_unique",
     "unflatten",
     "unflatten_gradient",
 ]
@@ -404,6 +406,52 @@ def map(
             )
         columns.append(other_leaves)
     return _build(treedef, [f(*args) for args in zip(*columns)], _ORIGINAL)
+
+
+def _declares_trainable(node: Any) -> bool:
+    return (
+        dataclasses.is_dataclass(node)
+        and not isinstance(node, type)
+        and callable(getattr(node, "trainable", None))
+    )
+
+
+def trainable_mask(tree: Any) -> list[bool]:
+    """For each leaf of `flatten(tree)`, whether it may be trained: `False` under a field
+    that its dataclass leaves out of `trainable()` (Optimisers.jl's `trainable`).
+
+    A dataclass declares its trainable fields with a method `trainable(self)` returning
+    their names; its other fields get no gradient and no update.
+
+    >>> @dataclasses.dataclass
+    ... class Norm:
+    ...     scale: np.ndarray
+    ...     running_mean: np.ndarray
+    ...     def trainable(self):
+    ...         return ("scale",)
+    >>> trainable_mask({"norm": Norm(np.ones(2), np.zeros(2)), "w": np.ones(1)})
+    [True, False, True]
+    """
+    leaves, _ = flatten(tree, is_leaf=_declares_trainable)
+    mask: list[bool] = []
+    for leaf in leaves:
+        if not _declares_trainable(leaf):
+            mask.append(True)
+            continue
+        names = set(leaf.trainable())
+        for field in dataclasses.fields(leaf):
+            inner = trainable_mask(getattr(leaf, field.name))
+            mask.extend(inner if field.name in names else [False] * len(inner))
+    return mask
+
+
+def trainable_unique(tree: Any, positions: Sequence[int], count: int) -> list[bool]:
+    """For each of the `count` unique leaves `dedup` found (at `positions`), whether any
+    of its occurrences may be trained (see `trainable_mask`)."""
+    trainable = [False] * count
+    for p, allowed in zip(positions, trainable_mask(tree), strict=True):
+        trainable[p] |= allowed
+    return trainable
 
 
 def is_differentiable(leaf: Any, is_tracked: Callable[[Any], bool] | None = None) -> bool:
