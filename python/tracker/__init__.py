@@ -34,6 +34,7 @@ from tracker._core import (
 )
 from tracker.api import WithGradient, gradient, hessian, jacobian, withgradient
 from tracker.derivatives import forward, forwarddiff, hvp, jvp, pullback
+from tracker.graph import show, to_dot
 from tracker.params import Grads, Params
 from tracker.rules import checkpoint, hook, nobacksies, rule, track
 
@@ -72,7 +73,9 @@ __all__ = [
     "param",
     "pullback",
     "rule",
+    "show",
     "testing",
+    "to_dot",
     "track",
     "tree",
     "update",

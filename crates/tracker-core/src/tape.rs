@@ -222,6 +222,17 @@ impl Drop for NodeRef {
     }
 }
 
+/// One recorded op of the graph behind a value (see [`Tracked::graph`]).
+#[derive(Debug, Clone)]
+pub struct GraphNode {
+    /// The node's place on its tape.
+    pub id: NodeId,
+    pub op: &'static str,
+    /// The output's shape and dtype (`None` where a consuming sweep freed it).
+    pub value: Option<(Shape, Dtype)>,
+    pub inputs: Vec<NodeId>,
+}
+
 #[derive(Clone)]
 enum Link {
     Param(Arc<Param>),
@@ -297,6 +308,57 @@ impl Tracked {
             Link::Param(_) => None,
             Link::Node(r) => Some(&r.tape),
         }
+    }
+
+    /// The recorded ops this value depends on, in the order they were recorded (each
+    /// node's inputs before it), for `show` and `to_dot`. A parameter is one node.
+    pub fn graph(&self) -> Result<Vec<GraphNode>> {
+        let r = match &self.link {
+            Link::Param(p) => {
+                let value = p.value();
+                return Ok(vec![GraphNode {
+                    id: 0,
+                    op: "param",
+                    value: Some((value.shape().into(), value.dtype())),
+                    inputs: Vec::new(),
+                }]);
+            }
+            Link::Node(r) => r,
+        };
+        let arena = r.tape.lock();
+        if arena.epoch != r.epoch {
+            return Err(Error::Usage {
+                message: "show: the tape behind this value was cleared".into(),
+            });
+        }
+        let mut wanted = vec![false; r.id + 1];
+        if let Some(w) = wanted.get_mut(r.id) {
+            *w = true;
+        }
+        let mut out = Vec::new();
+        for id in (0..=r.id).rev() {
+            let (Some(true), Some(node)) = (wanted.get(id).copied(), arena.nodes.get(id)) else {
+                continue;
+            };
+            for &input in &node.inputs {
+                if let Some(w) = wanted.get_mut(input) {
+                    *w = true;
+                }
+            }
+            let value = match (&node.value, id == r.id) {
+                (Some(v), _) => Some(v),
+                (None, true) => Some(&r.value),
+                (None, false) => None,
+            };
+            out.push(GraphNode {
+                id,
+                op: node.op.name(),
+                value: value.map(|v| (v.shape().into(), v.dtype())),
+                inputs: node.inputs.to_vec(),
+            });
+        }
+        out.reverse();
+        Ok(out)
     }
 
     /// The parameter behind this handle, if it is one.

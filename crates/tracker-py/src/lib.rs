@@ -170,6 +170,33 @@ fn ufuncs() -> (Vec<&'static str>, Vec<&'static str>) {
     ops::ufunc_names()
 }
 
+/// One recorded op: its place, name, shape and dtype (None where freed), and inputs.
+type GraphRow = (
+    usize,
+    &'static str,
+    Option<Vec<usize>>,
+    Option<&'static str>,
+    Vec<usize>,
+);
+
+/// The recorded ops `x` depends on, each before those that use it.
+#[pyfunction]
+fn graph(x: &Bound<'_, PyAny>) -> PyResult<Vec<GraphRow>> {
+    let x = tracked::tracked_of(x)
+        .ok_or_else(|| PyTypeError::new_err("show: the value is not tracked, so it has no tape"))?;
+    Ok(x.graph()
+        .py()?
+        .into_iter()
+        .map(|n| {
+            let (shape, dtype) = match n.value {
+                Some((shape, dtype)) => (Some(shape.to_vec()), Some(dtype.name())),
+                None => (None, None),
+            };
+            (n.id, n.op, shape, dtype, n.inputs)
+        })
+        .collect())
+}
+
 /// `np.cumsum(x, axis)`, over the flattened array when `axis` is None.
 #[pyfunction]
 #[pyo3(signature = (x, axis=None))]
@@ -324,6 +351,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cumsum, m)?)?;
     m.add_function(wrap_pyfunction!(unary, m)?)?;
     m.add_function(wrap_pyfunction!(ufuncs, m)?)?;
+    m.add_function(wrap_pyfunction!(graph, m)?)?;
     m.add_function(wrap_pyfunction!(cumprod, m)?)?;
     m.add_function(wrap_pyfunction!(dot_py, m)?)?;
     m.add_function(wrap_pyfunction!(place, m)?)?;
