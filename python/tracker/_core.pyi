@@ -26,6 +26,7 @@ __all__ = [
     "grad",
     "isleaf",
     "istracked",
+    "linalg",
     "nobacksies",
     "param",
     "place",
@@ -233,5 +234,8 @@ def set_functions(table: dict[Any, Any]) -> None:
 
 def where(condition: Any, a: Any, b: Any) -> Any: ...
 def dot(a: Any, b: Any) -> Any: ...
+def linalg(name: str, *args: Any, lower: bool = True) -> Any:
+    """The core's linear-algebra op `name` applied to `args` (`eigh`, `svd`, `qr` packed)."""
+
 def place(x: Any, shape: Sequence[int], key: Any) -> Any:
     """`x` placed into a zero array of `shape` at `key` (differentiable in `x`)."""
