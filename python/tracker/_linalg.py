@@ -44,8 +44,9 @@ def _swap(x: Any) -> Any:
 
 
 def _float(x: Any) -> Any:
-    """`x` if tracked, else as a float array (ints become float64, as tracker's values)."""
-    if _core.istracked(x):
+    """`x` if tracked or a Python number (weakly typed, NEP 50), else as a float array
+    (integer arrays become float64, as tracker's values)."""
+    if _core.istracked(x) or type(x) in (int, float):
         return x
     a = np.asarray(x)
     return a if a.dtype.kind == "f" else a.astype(np.float64)

@@ -288,7 +288,9 @@ pub fn qr(a: &Mat) -> (Mat, Mat) {
         }
         // Apply H to the remaining columns of R.
         for j in k..n {
-            let dot: f64 = (k..m).map(|i| v.get(i).copied().unwrap_or(0.0) * r.at(i, j)).sum();
+            let dot: f64 = (k..m)
+                .map(|i| v.get(i).copied().unwrap_or(0.0) * r.at(i, j))
+                .sum();
             let f = tau * dot;
             for i in k..m {
                 let vi = v.get(i).copied().unwrap_or(0.0);
@@ -307,7 +309,9 @@ pub fn qr(a: &Mat) -> (Mat, Mat) {
             continue;
         }
         for j in 0..n {
-            let dot: f64 = (k..m).map(|i| v.get(i).copied().unwrap_or(0.0) * q.at(i, j)).sum();
+            let dot: f64 = (k..m)
+                .map(|i| v.get(i).copied().unwrap_or(0.0) * q.at(i, j))
+                .sum();
             let f = tau * dot;
             for i in k..m {
                 let vi = v.get(i).copied().unwrap_or(0.0);

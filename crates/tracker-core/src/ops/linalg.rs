@@ -141,11 +141,25 @@ fn matmul_typed<T: Float + ndarray::LinalgScalar>(a: &Array<T>, b: &Array<T>) ->
     fn view<T>(s: &[T], d: [usize; 2]) -> Result<ArrayView2<'_, T>> {
         ArrayView2::from_shape(d, s).map_err(|e| shape_error("matmul", e.to_string()))
     }
-    for ((ia, ib), c) in pairs.into_iter().zip(out.chunks_exact_mut(m * n)).take(count) {
-        let av = view(a.as_slice().get(ia * m * k..(ia + 1) * m * k).ok_or_else(bad)?, [m, k])?;
-        let bv = view(b.as_slice().get(ib * k * n..(ib + 1) * k * n).ok_or_else(bad)?, [k, n])?;
-        let mut cv =
-            ArrayViewMut2::from_shape([m, n], c).map_err(|e| shape_error("matmul", e.to_string()))?;
+    for ((ia, ib), c) in pairs
+        .into_iter()
+        .zip(out.chunks_exact_mut(m * n))
+        .take(count)
+    {
+        let av = view(
+            a.as_slice()
+                .get(ia * m * k..(ia + 1) * m * k)
+                .ok_or_else(bad)?,
+            [m, k],
+        )?;
+        let bv = view(
+            b.as_slice()
+                .get(ib * k * n..(ib + 1) * k * n)
+                .ok_or_else(bad)?,
+            [k, n],
+        )?;
+        let mut cv = ArrayViewMut2::from_shape([m, n], c)
+            .map_err(|e| shape_error("matmul", e.to_string()))?;
         // Shapes are checked above, so the product cannot panic.
         general_mat_mul(<T as Float>::one(), &av, &bv, <T as Float>::zero(), &mut cv);
     }
@@ -365,9 +379,7 @@ fn check_matrices(op: &'static str, shape: &[usize], square: bool) -> Result<[us
     if square && r != c {
         return Err(Error::LinAlg {
             op,
-            message: format!(
-                "Last 2 dimensions of the array must be square (got shape {shape:?})"
-            ),
+            message: format!("Last 2 dimensions of the array must be square (got shape {shape:?})"),
         });
     }
     Ok([r, c])
@@ -375,17 +387,14 @@ fn check_matrices(op: &'static str, shape: &[usize], square: bool) -> Result<[us
 
 /// The matrices of `x` as f64 `Mat`s (their values rounded to f64 from either dtype).
 fn matrices(x: &Value) -> Vec<Mat> {
-    let (_, [r, c]) = split_matrix(x.shape());
+    let (batch, [r, c]) = split_matrix(x.shape());
+    let count: usize = batch.iter().product();
     let values = x.to_f64_vec();
-    if r * c == 0 {
-        let count = size_of(x.shape(), "linalg").unwrap_or(0);
-        let batch = x.shape().len().saturating_sub(2);
-        let n: usize = x.shape().get(..batch).map_or(0, |s| s.iter().product());
-        return (0..n.max(count)).map(|_| Mat::zeros(r, c)).collect();
-    }
-    values
-        .chunks_exact(r * c)
-        .map(|m| Mat::from_slice(r, c, m))
+    (0..count)
+        .map(|k| match values.get(k * r * c..(k + 1) * r * c) {
+            Some(s) => Mat::from_slice(r, c, s),
+            None => Mat::zeros(r, c),
+        })
         .collect()
 }
 
@@ -403,7 +412,7 @@ fn per_matrix(
     f: impl Fn(&Mat) -> std::result::Result<Vec<f64>, Failure>,
 ) -> Result<Value> {
     check_matrices(op, x.shape(), square)?;
-    let batch = &x.shape()[..x.shape().len() - 2];
+    let (batch, [r, c]) = split_matrix(x.shape());
     let count = size_of(batch, op)?;
     let piece = size_of(tail, op)?;
     let mut out = alloc(0, 0.0, op)?;
@@ -412,7 +421,6 @@ fn per_matrix(
             op,
             bytes: count.saturating_mul(piece).saturating_mul(8),
         })?;
-    let (_, [r, c]) = split_matrix(x.shape());
     let values = x.to_f64_vec();
     for k in 0..count {
         let m = match values.get(k * r * c..(k + 1) * r * c) {
@@ -440,12 +448,16 @@ pub fn det(x: &Value) -> Result<Value> {
 
 /// `log|det(x)|` (the sign, which has no gradient, is taken from `det` by the caller).
 pub fn slogdet(x: &Value) -> Result<Value> {
-    per_matrix("slogdet", x, true, &[], |a| Ok(vec![decomp::lu(a).slogdet().1]))
+    per_matrix("slogdet", x, true, &[], |a| {
+        Ok(vec![decomp::lu(a).slogdet().1])
+    })
 }
 
 pub fn cholesky(x: &Value) -> Result<Value> {
     let [n, _] = check_matrices("cholesky", x.shape(), true)?;
-    per_matrix("cholesky", x, true, &[n, n], |a| Ok(decomp::cholesky(a)?.data))
+    per_matrix("cholesky", x, true, &[n, n], |a| {
+        Ok(decomp::cholesky(a)?.data)
+    })
 }
 
 pub fn eigh(x: &Value) -> Result<Value> {
