@@ -259,6 +259,22 @@ CASES = [
     case("qr", "wide", lambda la, x: (lambda q, r: la.sum(q * q) + r)(*la.linalg.qr(x)), WIDE),
     case("qr", "batched", lambda la,
          x: (lambda q, r: q @ r + q)(*la.linalg.qr(x)), normal(2, 3, 2)),
+    # NumPy 2's array-API spellings, powers and the pseudo-inverse
+    case("linalg.matmul", "batched", lambda la, a, b: la.linalg.matmul(a, b),
+         normal(2, 2, 3), normal(3, 2)),
+    case("vecdot", "last-axis", lambda la, a, b: la.linalg.vecdot(a, b), normal(2, 3), normal(3)),
+    case("matrix_transpose", "batched", lambda la, x: la.linalg.matrix_transpose(x),
+         normal(2, 2, 3), torch=False),
+    case("linalg.trace", "offset",   lambda la, x: la.linalg.trace(x, offset=1), normal(2, 3, 3),
+         torch=False),
+    case("linalg.diagonal", "batched", lambda la, x: la.linalg.diagonal(x, offset=-1),
+         normal(2, 3, 3)),
+    case("matrix_norm", "nuc",       lambda la, x: la.linalg.matrix_norm(x, ord="nuc"),
+         normal(2, 3, 2)),
+    case("vector_norm", "ord-1",     lambda la, x: la.linalg.vector_norm(x, ord=1), nonzero(2, 3)),
+    case("matrix_power", "3",        lambda la, a: la.linalg.matrix_power(a, 3), normal(2, 2, 2)),
+    case("matrix_power", "-2",       lambda la, a: la.linalg.matrix_power(a, -2), M3),
+    case("pinv",     "tall",         lambda la, a: la.linalg.pinv(a),           TALL),
     # norms
     case("norm",    "vector",        lambda la, x: la.linalg.norm(x),           normal(4)),
     case("norm",    "all",           lambda la, x: la.linalg.norm(x),           normal(2, 3, 2)),
@@ -567,3 +583,9 @@ def test_every_linalg_op_is_in_the_table() -> None:
     # Each op's forward kernel lives in ops/linalg.rs, and each is gradient-checked here.
     assert all(f"pub fn {name}(" in ops for name in LINALG_OPS)
     assert {c.op for c in CASES} >= LINALG_OPS
+
+
+def test_python_numbers_stay_weakly_typed_in_products() -> None:
+    x = tr.param(np.ones(3, dtype=np.float32))
+    assert np.dot(x, 0.75).dtype == np.float32
+    assert np.inner(2.0, x).dtype == np.float32

@@ -629,3 +629,114 @@ def diag(v: Any, k: int = 0) -> Any:
     n = _shape(v)[0] + abs(k)
     rows, cols = _diagonal_indices(n, n, k)
     return _core.place(v, [n, n], (rows, cols))
+
+
+# -- the array-API spellings of NumPy 2 (np.linalg.matmul, vecdot, ...) ---------------------
+
+
+def _implements_linalg(name: str):
+    """Registers for `np.linalg.<name>` where this NumPy has it."""
+    function = getattr(np.linalg, name, None)
+    return _implements(function) if function is not None else (lambda impl: impl)
+
+
+@_implements_linalg("matmul")
+def _linalg_matmul(x1: Any, x2: Any, /) -> Any:
+    return _matmul(_float(x1), _float(x2))
+
+
+@_implements_linalg("vecdot")
+def _linalg_vecdot(x1: Any, x2: Any, /, *, axis: int = -1) -> Any:
+    return np.sum(_float(x1) * _float(x2), axis=axis)
+
+
+@_implements_linalg("matrix_transpose")
+def _linalg_matrix_transpose(x: Any, /) -> Any:
+    if _ndim(x) < 2:
+        raise ValueError("np.linalg.matrix_transpose: input must be at least 2-dimensional")
+    return _swap(x)
+
+
+@_implements_linalg("trace")
+def _linalg_trace(x: Any, /, *, offset: int = 0, dtype: Any = None) -> Any:
+    _refuse_options("linalg.trace", dtype=dtype)
+    return trace(x, offset, -2, -1)
+
+
+@_implements_linalg("diagonal")
+def _linalg_diagonal(x: Any, /, *, offset: int = 0) -> Any:
+    return diagonal(x, offset, -2, -1)
+
+
+@_implements_linalg("matrix_norm")
+def _linalg_matrix_norm(x: Any, /, *, keepdims: bool = False, ord: Any = "fro") -> Any:
+    return norm(x, ord, axis=(-2, -1), keepdims=keepdims)
+
+
+@_implements_linalg("vector_norm")
+def _linalg_vector_norm(
+    x: Any, /, *, axis: Any = None, keepdims: bool = False, ord: Any = 2
+) -> Any:
+    x = _float(x)
+    if axis is None:
+        result = _vector_norm(np.reshape(x, (-1,)), ord, (0,))
+        return np.reshape(result, (1,) * _ndim(x)) if keepdims else result
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    result = _vector_norm(x, ord, axes)
+    if keepdims:
+        nd = _ndim(x)
+        kept = {int(k) % nd for k in axes}
+        result = np.reshape(result, tuple(1 if k in kept else d for k, d in enumerate(_shape(x))))
+    return result
+
+
+@_implements(np.linalg.matrix_power)
+def matrix_power(a: Any, n: int) -> Any:
+    """`np.linalg.matrix_power`: repeated squaring of matrix products (of the inverse for
+    negative `n`)."""
+    a = _float(a)
+    shape = _shape(a)
+    if len(shape) < 2 or shape[-1] != shape[-2]:
+        raise np.linalg.LinAlgError(
+            f"matrix_power: the last 2 dimensions of the array must be square, got {shape}"
+        )
+    if not isinstance(n, (int, np.integer)):
+        raise TypeError("np.linalg.matrix_power: exponent must be an integer")
+    n = int(n)
+    if n == 0:
+        return a * 0.0 + np.eye(shape[-1], dtype=np.asarray(_core.data(a)).dtype)
+    if n < 0:
+        a, n = inv(a), -n
+    result, square = None, a
+    while n:
+        if n & 1:
+            result = square if result is None else _matmul(result, square)
+        n >>= 1
+        if n:
+            square = _matmul(square, square)
+    return result
+
+
+@_implements(np.linalg.pinv)
+def pinv(a: Any, rcond: Any = None, hermitian: bool = False, *, rtol: Any = None) -> Any:
+    """`np.linalg.pinv` through the thin SVD: `V diag(1/s) Uᵀ`, with the singular values
+    below the cutoff (NumPy's `rcond`/`rtol` times the largest) dropped by a constant mask.
+    Differentiable where the rank does not change."""
+    no_value = getattr(np, "_NoValue", None)
+    a = _float(a)
+    m, n = _shape(a)[-2:]
+    if rtol is not None and rtol is not no_value:
+        cutoff_ratio = rtol
+    elif rcond is not None and rcond is not no_value:
+        cutoff_ratio = rcond
+    else:
+        cutoff_ratio = max(m, n) * np.finfo(np.asarray(_core.data(a)).dtype).eps
+    u, s, vh = svd(a, full_matrices=False)
+    values = np.asarray(_core.data(s))
+    cutoff = np.asarray(cutoff_ratio)[..., None] * np.max(values, axis=-1, keepdims=True)
+    keep = values > cutoff
+    safe = np.where(keep, values, 1.0).astype(values.dtype)
+    scale = np.where(keep, 1.0, 0.0).astype(values.dtype)
+    # s is replaced where dropped by a constant 1 (then zeroed), so no 1/0 is recorded.
+    inverse = scale / (s * scale + (safe - safe * scale))
+    return _matmul(_swap(vh) * inverse[..., None, :], _swap(u))

@@ -7,6 +7,7 @@ use pyo3::types::PyTuple;
 use tracker_core::{Arg, Op};
 
 use crate::convert::arg_or_raise;
+use crate::errors::IntoPyResult;
 use crate::tracked::tracked_of;
 
 /// Applies the core's linear-algebra op `name` (`matmul`, `inv`, `det`, `slogdet`,
@@ -48,5 +49,21 @@ pub fn linalg(
         .iter()
         .map(|a| arg_or_raise(&a, like, name))
         .collect::<PyResult<Vec<Arg>>>()?;
-    crate::ops::run(py, op, &args)
+    // A factorisation costs about n per element: long ones run without the GIL.
+    let work: usize = args
+        .iter()
+        .map(|a| {
+            let v = a.value();
+            v.len().saturating_mul(v.shape().last().copied().unwrap_or(1))
+        })
+        .sum();
+    let out = if work > DETACH_ABOVE {
+        py.detach(|| tracker_core::apply(op, &args))
+    } else {
+        tracker_core::apply(op, &args)
+    };
+    crate::convert::output_to_py(py, out.py()?)
 }
+
+/// Work (elements times matrix size) above which an op runs without the GIL.
+const DETACH_ABOVE: usize = 1 << 16;

@@ -364,6 +364,15 @@ fn linalg_error(op: &'static str, failure: Failure, index: Option<usize>) -> Err
     Error::LinAlg { op, message }
 }
 
+/// Polls for interrupts (Ctrl-C) before the `k`th matrix of a batch: before every large
+/// matrix, and every 64 small ones.
+fn poll(k: usize, elements: usize) -> Result<()> {
+    if elements >= 4096 || k % 64 == 63 {
+        crate::tape::check_interrupt()?;
+    }
+    Ok(())
+}
+
 /// Checks that `shape` holds matrices (and square ones when `square`), as NumPy's linalg.
 fn check_matrices(op: &'static str, shape: &[usize], square: bool) -> Result<[usize; 2]> {
     if shape.len() < 2 {
@@ -423,6 +432,7 @@ fn per_matrix(
         })?;
     let values = x.to_f64_vec();
     for k in 0..count {
+        poll(k, r * c)?;
         let m = match values.get(k * r * c..(k + 1) * r * c) {
             Some(s) => Mat::from_slice(r, c, s),
             None => Mat::zeros(r, c),
@@ -544,6 +554,7 @@ fn solve_with(
             bytes: count.saturating_mul(n * k * 8),
         })?;
     for (index, (ia, ib)) in batch_pairs(abatch, bbatch, &batch).into_iter().enumerate() {
+        poll(index, n * n)?;
         let (Some(am), Some(bm)) = (ams.get(ia), bms.get(ib)) else {
             return Err(shape_error(op, "internal: a batch out of range"));
         };
