@@ -505,11 +505,36 @@ def test_singular_values_of_a_rank_deficient_matrix_have_finite_gradients(torch)
     assert_close(g, expected.numpy(), rtol=1e-10, atol=1e-12)
 
 
-def test_det_of_a_singular_matrix_and_its_gradient() -> None:
-    singular = np.array([[1.0, 2.0], [2.0, 4.0]])
-    assert tr.data(np.linalg.det(tr.param(singular))) == 0.0
-    with pytest.raises(np.linalg.LinAlgError, match=r"det: .*singular"):
-        tr.gradient(np.linalg.det, singular)
+def cofactors(a: np.ndarray) -> np.ndarray:
+    """The cofactor matrix by minors: the gradient of det."""
+    n = a.shape[0]
+    minor = lambda i, j: np.delete(np.delete(a, i, 0), j, 1)  # noqa: E731
+    return np.array(
+        [[(-1) ** (i + j) * np.linalg.det(minor(i, j)) for j in range(n)] for i in range(n)]
+    )
+
+
+@pytest.mark.parametrize(
+    "a",
+    [
+        [[1.0, 2.0], [2.0, 4.0]],
+        [[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [4.0, 5.0, 7.0]],
+        [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]],
+        np.zeros((3, 3)),
+    ],
+    ids=["rank-1", "zero-row", "rank-2", "zero"],
+)
+def test_det_gradient_at_singular_matrices_is_the_cofactor_matrix(a) -> None:
+    """At a singular matrix (det exactly 0) the gradient goes through the SVD, as
+    PyTorch's: cof(A) = det(U) det(V) U diag(prod of the other s) Vᵀ; it is also twice
+    differentiable there."""
+    a = np.asarray(a)
+    assert_close(tr.gradient(np.linalg.det, a)[0], cofactors(a), rtol=1e-10, atol=1e-12)
+    batch = np.stack([a, np.eye(len(a)) * 2.0])
+    g = tr.gradient(lambda b: np.sum(np.linalg.det(b)), batch)[0]
+    assert_close(g[0], cofactors(a), rtol=1e-10, atol=1e-12)
+    if len(a) == 3 and a.any():
+        check_hessian(lambda z: np.linalg.det(z.reshape(a.shape)), a.reshape(-1))
 
 
 # -- errors ----------------------------------------------------------------------------------

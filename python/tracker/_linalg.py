@@ -14,7 +14,8 @@ matrix whose inner product with a symmetric `dA` is the change of the loss), alt
 the forward pass reads only one triangle, as NumPy's does. Where eigenvalues or
 singular values repeat exactly, the gradient drops the undefined `1/(λⱼ - λᵢ)` terms
 (finite for losses of the eigenvalues alone, as PyTorch). Singular matrices raise
-`numpy.linalg.LinAlgError` in `inv`, `solve`, and in the gradient of `det`/`slogdet`.
+`numpy.linalg.LinAlgError` in `inv`, `solve`, and in the gradient of `slogdet`; `det`'s
+gradient at a singular matrix is the cofactor matrix, through the SVD.
 """
 
 import math
@@ -350,8 +351,9 @@ def inv(a: Any) -> Any:
 
 @_implements(np.linalg.det)
 def det(a: Any) -> Any:
-    """`np.linalg.det` (batched). Its gradient `dy·det·A⁻ᵀ` raises `LinAlgError` at an
-    exactly singular matrix."""
+    """`np.linalg.det` (batched). Its gradient is the cofactor matrix: `det·A⁻ᵀ`, or
+    through the SVD (as PyTorch) at and near singular matrices, where it stays finite and
+    twice differentiable."""
     return _core.linalg("det", _float(a))
 
 

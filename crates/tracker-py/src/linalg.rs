@@ -54,7 +54,8 @@ pub fn linalg(
         .iter()
         .map(|a| {
             let v = a.value();
-            v.len().saturating_mul(v.shape().last().copied().unwrap_or(1))
+            v.len()
+                .saturating_mul(v.shape().last().copied().unwrap_or(1))
         })
         .sum();
     let out = if work > DETACH_ABOVE {

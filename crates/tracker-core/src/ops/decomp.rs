@@ -420,6 +420,9 @@ pub fn svd(a: &Mat) -> Result<(Mat, Vec<f64>, Mat), Failure> {
     if !w.data.iter().all(|x| x.is_finite()) {
         return Err(Failure::NoConvergence);
     }
+    // Columns this small are numerically zero: rotating them only stirs rounding noise,
+    // which would keep the relative test below from ever being met.
+    let negligible = w.data.iter().map(|x| x * x).sum::<f64>() * f64::EPSILON * f64::EPSILON;
     let mut converged = n < 2;
     for _ in 0..MAX_SWEEPS {
         let mut rotated = false;
@@ -432,7 +435,11 @@ pub fn svd(a: &Mat) -> Result<(Mat, Vec<f64>, Mat), Failure> {
                     beta += y * y;
                     gamma += x * y;
                 }
-                if gamma == 0.0 || gamma.abs() <= f64::EPSILON * (alpha * beta).sqrt() {
+                if gamma == 0.0
+                    || alpha <= negligible
+                    || beta <= negligible
+                    || gamma.abs() <= f64::EPSILON * (alpha * beta).sqrt()
+                {
                     continue;
                 }
                 rotated = true;

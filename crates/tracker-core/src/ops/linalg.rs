@@ -23,8 +23,8 @@
 //! the eigenvectors of a repeated eigenvalue, which is not differentiable there, gets
 //! this finite value instead of PyTorch's inf/NaN. Likewise `1/σ` is taken as 0 at a zero
 //! singular value. Singular matrices raise `Error::LinAlg` (NumPy's `LinAlgError`) in
-//! `inv` and `solve`, and in the pullbacks that need an inverse (`det` and `slogdet` at a
-//! singular matrix, `qr` of a rank-deficient one).
+//! `inv` and `solve`, and in the pullbacks that need an inverse (`slogdet` at a singular
+//! matrix, `qr` of a rank-deficient one); `det`'s pullback switches to the SVD there.
 
 use std::sync::Arc;
 
@@ -602,13 +602,80 @@ fn inverse_transpose<B: Backend>(b: &mut B, op: &'static str, x: &B::A) -> Resul
     swap_last(b, &inverse)
 }
 
-/// `y = det(A)`. Pullback: `dA = dy · y · A⁻ᵀ`.
+/// `y = det(A)`. Pullback: `dA = dy · cof(A)`, the cofactor matrix: `y · A⁻ᵀ` where
+/// every matrix of the batch is well conditioned, else (as PyTorch at singular matrices)
+/// through the SVD `A = U diag(s) Vᵀ`: `cof(A) = det(U) det(V) U diag(∏_{j≠i} s_j) Vᵀ`,
+/// which stays accurate, to second order, at and near singular matrices.
 pub fn det_pullback<B: Backend>(b: &mut B, x: &B::A, y: &B::A, dy: &B::A) -> Result<B::A> {
-    let it = inverse_transpose(b, "det", x)?;
-    let g = b.mul(dy, y)?;
+    let cofactors = if well_conditioned(&b.value(x)?, &b.value(y)?) {
+        let it = inverse_transpose(b, "det", x)?;
+        let y2 = unsqueeze(b, y, 0)?;
+        let y2 = unsqueeze(b, &y2, 0)?;
+        b.mul(&y2, &it)?
+    } else {
+        cofactors_by_svd(b, x)?
+    };
+    let g = unsqueeze(b, dy, 0)?;
     let g = unsqueeze(b, &g, 0)?;
-    let g = unsqueeze(b, &g, 0)?;
-    b.mul(&g, &it)
+    b.mul(&g, &cofactors)
+}
+
+/// Whether `|det|` of every matrix is above `√ε` times Hadamard's bound (the product
+/// of its column norms): a cheap test that `det · A⁻ᵀ` is accurate. A branch on primal
+/// data, as a mask is.
+fn well_conditioned(x: &Value, det: &Value) -> bool {
+    matrices(x).iter().zip(det.to_f64_vec()).all(|(a, d)| {
+        let bound: f64 = (0..a.cols)
+            .map(|j| {
+                (0..a.rows)
+                    .map(|i| a.at(i, j) * a.at(i, j))
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .product();
+        d.abs() > f64::EPSILON.sqrt() * bound
+    })
+}
+
+/// `det(U) det(V) U diag(∏_{j≠i} s_j) Vᵀ` from a recorded SVD of `x`; the signs
+/// `det(U) det(V)` (±1, piecewise constant) are read from primal data.
+fn cofactors_by_svd<B: Backend>(b: &mut B, x: &B::A) -> Result<B::A> {
+    let shape = b.shape(x);
+    let (batch, [n, _]) = split_matrix(&shape);
+    let batch: Shape = batch.into();
+    let packed = b.apply(Op::Svd, &[x])?;
+    let u = rows_of(b, &packed, 0, n)?;
+    let s = row_of(b, &packed, n)?;
+    let v = rows_of(b, &packed, n + 1, 2 * n + 1)?;
+    let dtype = b.dtype(x);
+    let off = const_matrix(b, dtype, n, n, |i, j| f64::from(u8::from(i != j)))?;
+    let eye = const_matrix(b, dtype, n, n, |i, j| f64::from(u8::from(i == j)))?;
+    // others[i][j] = s[j] off the diagonal, 1 on it; its row products are ∏_{j≠i} s_j.
+    let s_row = unsqueeze(b, &s, 1)?;
+    let others = b.mul(&s_row, &off)?;
+    let others = b.add(&others, &eye)?;
+    let last = b.shape(&others).len() - 1;
+    let products = b.apply(
+        Op::Reduce {
+            kind: crate::ops::reduce::Reduce::Prod,
+            axes: [last].into_iter().collect(),
+            keepdims: false,
+        },
+        &[&others],
+    )?;
+    let (uv, vv) = (b.value(&u)?, b.value(&v)?);
+    let signs: Vec<f64> = matrices(&uv)
+        .iter()
+        .zip(matrices(&vv))
+        .map(|(um, vm)| decomp::lu(um).det().signum() * decomp::lu(&vm).det().signum())
+        .collect();
+    let signs = b.constant(value_of(&batch, signs, dtype)?)?;
+    let signs = unsqueeze(b, &signs, 0)?;
+    let scaled = b.mul(&products, &signs)?;
+    let scaled = unsqueeze(b, &scaled, 1)?;
+    let us = b.mul(&u, &scaled)?;
+    let vt = swap_last(b, &v)?;
+    mm(b, &us, &vt)
 }
 
 /// `y = log|det(A)|`. Pullback: `dA = dy · A⁻ᵀ`.
