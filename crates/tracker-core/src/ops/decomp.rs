@@ -330,8 +330,38 @@ pub fn qr(a: &Mat) -> (Mat, Mat) {
 
 const MAX_SWEEPS: usize = 100;
 
+/// Rows `p < q` of a row-major matrix with rows of length `len`, both mutable.
+fn two_rows(data: &mut [f64], len: usize, p: usize, q: usize) -> Option<(&mut [f64], &mut [f64])> {
+    let (head, tail) = data.split_at_mut_checked(q.checked_mul(len)?)?;
+    Some((head.get_mut(p * len..(p + 1) * len)?, tail.get_mut(..len)?))
+}
+
+/// `(x, y) ← (c x - s y, s x + c y)`, elementwise.
+fn rotate(x: &mut [f64], y: &mut [f64], c: f64, s: f64) {
+    for (a, b) in x.iter_mut().zip(y.iter_mut()) {
+        let (u, v) = (*a, *b);
+        *a = c * u - s * v;
+        *b = s * u + c * v;
+    }
+}
+
+fn dot(x: &[f64], y: &[f64]) -> f64 {
+    x.iter().zip(y).map(|(a, b)| a * b).sum()
+}
+
+/// `tan θ` of the Jacobi rotation for `zeta = cot 2θ`: the smaller root, so `|θ| ≤ π/4`.
+fn jacobi_tangent(zeta: f64) -> f64 {
+    if zeta == 0.0 {
+        1.0
+    } else {
+        zeta.signum() / (zeta.abs() + (zeta * zeta + 1.0).sqrt())
+    }
+}
+
 /// Eigenvalues (ascending) and eigenvectors (the columns of `V`) of a symmetric matrix,
-/// reading only its lower triangle (NumPy's `UPLO='L'`): cyclic Jacobi rotations.
+/// reading only its lower triangle (NumPy's `UPLO='L'`): cyclic Jacobi rotations. Each
+/// rotation updates rows `p` and `q` (contiguous) and mirrors them into the columns, which
+/// symmetry makes equal; the eigenvectors are kept as rows (`Vᵀ`) for the same reason.
 pub fn eigh(a: &Mat) -> Result<(Vec<f64>, Mat), Failure> {
     let n = a.rows;
     let mut s = Mat::zeros(n, n);
@@ -341,16 +371,17 @@ pub fn eigh(a: &Mat) -> Result<(Vec<f64>, Mat), Failure> {
             s.set(j, i, a.at(i, j));
         }
     }
-    let mut v = Mat::identity(n);
+    let mut vt = Mat::identity(n);
     let norm: f64 = s.data.iter().map(|x| x * x).sum::<f64>().sqrt();
     if !norm.is_finite() {
         return Err(Failure::NoConvergence);
     }
     let mut converged = n < 2;
     for _ in 0..MAX_SWEEPS {
+        // Summed entry by entry: the difference of the total and the diagonal would
+        // cancel to noise.
         let off: f64 = (0..n)
-            .flat_map(|i| (0..n).map(move |j| (i, j)))
-            .filter(|(i, j)| i != j)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
             .map(|(i, j)| s.at(i, j) * s.at(i, j))
             .sum::<f64>()
             .sqrt();
@@ -365,28 +396,24 @@ pub fn eigh(a: &Mat) -> Result<(Vec<f64>, Mat), Failure> {
                     continue;
                 }
                 let (app, aqq) = (s.at(p, p), s.at(q, q));
-                // The rotation that zeroes s[p][q]: t = tan(θ), the smaller root.
-                let theta = (aqq - app) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
+                let t = jacobi_tangent((aqq - app) / (2.0 * apq));
                 let c = 1.0 / (t * t + 1.0).sqrt();
                 let sn = t * c;
-                for k in 0..n {
-                    let (skp, skq) = (s.at(k, p), s.at(k, q));
-                    s.set(k, p, c * skp - sn * skq);
-                    s.set(k, q, sn * skp + c * skq);
+                if let Some((rp, rq)) = two_rows(&mut s.data, n, p, q) {
+                    rotate(rp, rq, c, sn);
                 }
                 for k in 0..n {
-                    let (spk, sqk) = (s.at(p, k), s.at(q, k));
-                    s.set(p, k, c * spk - sn * sqk);
-                    s.set(q, k, sn * spk + c * sqk);
+                    if k != p && k != q {
+                        s.set(k, p, s.at(p, k));
+                        s.set(k, q, s.at(q, k));
+                    }
                 }
+                s.set(p, p, app - t * apq);
+                s.set(q, q, aqq + t * apq);
                 s.set(p, q, 0.0);
                 s.set(q, p, 0.0);
-                for k in 0..n {
-                    let (vkp, vkq) = (v.at(k, p), v.at(k, q));
-                    v.set(k, p, c * vkp - sn * vkq);
-                    v.set(k, q, sn * vkp + c * vkq);
+                if let Some((vp, vq)) = two_rows(&mut vt.data, n, p, q) {
+                    rotate(vp, vq, c, sn);
                 }
             }
         }
@@ -400,7 +427,7 @@ pub fn eigh(a: &Mat) -> Result<(Vec<f64>, Mat), Failure> {
     let mut sorted = Mat::zeros(n, n);
     for (new, &old) in order.iter().enumerate() {
         for k in 0..n {
-            sorted.set(k, new, v.at(k, old));
+            sorted.set(k, new, vt.at(old, k));
         }
     }
     Ok((w, sorted))
@@ -408,33 +435,31 @@ pub fn eigh(a: &Mat) -> Result<(Vec<f64>, Mat), Failure> {
 
 /// The thin SVD `A = U diag(S) Vᵀ` of an `m × n` matrix: `U` (`m × k`), `S` (`k`,
 /// descending, non-negative), `V` (`n × k`), `k = min(m, n)`. One-sided Jacobi
-/// (Hestenes) on the columns of `A` (or of `Aᵀ` when it is wide).
+/// (Hestenes) on the columns of `A` (or of `Aᵀ` when it is wide), kept as the rows of
+/// `Aᵀ` so that every rotation works on contiguous memory.
 pub fn svd(a: &Mat) -> Result<(Mat, Vec<f64>, Mat), Failure> {
     if a.rows < a.cols {
         let (u, s, v) = svd(&a.transposed())?;
         return Ok((v, s, u));
     }
     let (m, n) = (a.rows, a.cols);
-    let mut w = a.clone();
-    let mut v = Mat::identity(n);
-    if !w.data.iter().all(|x| x.is_finite()) {
+    let mut wt = a.transposed();
+    let mut vt = Mat::identity(n);
+    if !wt.data.iter().all(|x| x.is_finite()) {
         return Err(Failure::NoConvergence);
     }
     // Columns this small are numerically zero: rotating them only stirs rounding noise,
     // which would keep the relative test below from ever being met.
-    let negligible = w.data.iter().map(|x| x * x).sum::<f64>() * f64::EPSILON * f64::EPSILON;
+    let negligible = wt.data.iter().map(|x| x * x).sum::<f64>() * f64::EPSILON * f64::EPSILON;
     let mut converged = n < 2;
     for _ in 0..MAX_SWEEPS {
         let mut rotated = false;
         for p in 0..n {
             for q in p + 1..n {
-                let (mut alpha, mut beta, mut gamma) = (0.0, 0.0, 0.0);
-                for i in 0..m {
-                    let (x, y) = (w.at(i, p), w.at(i, q));
-                    alpha += x * x;
-                    beta += y * y;
-                    gamma += x * y;
-                }
+                let Some((rp, rq)) = two_rows(&mut wt.data, m, p, q) else {
+                    continue;
+                };
+                let (alpha, beta, gamma) = (dot(rp, rp), dot(rq, rq), dot(rp, rq));
                 if gamma == 0.0
                     || alpha <= negligible
                     || beta <= negligible
@@ -443,20 +468,12 @@ pub fn svd(a: &Mat) -> Result<(Mat, Vec<f64>, Mat), Failure> {
                     continue;
                 }
                 rotated = true;
-                let zeta = (beta - alpha) / (2.0 * gamma);
-                let t = zeta.signum() / (zeta.abs() + (1.0 + zeta * zeta).sqrt());
-                let t = if zeta == 0.0 { 1.0 } else { t };
+                let t = jacobi_tangent((beta - alpha) / (2.0 * gamma));
                 let c = 1.0 / (1.0 + t * t).sqrt();
                 let sn = c * t;
-                for i in 0..m {
-                    let (x, y) = (w.at(i, p), w.at(i, q));
-                    w.set(i, p, c * x - sn * y);
-                    w.set(i, q, sn * x + c * y);
-                }
-                for i in 0..n {
-                    let (x, y) = (v.at(i, p), v.at(i, q));
-                    v.set(i, p, c * x - sn * y);
-                    v.set(i, q, sn * x + c * y);
+                rotate(rp, rq, c, sn);
+                if let Some((vp, vq)) = two_rows(&mut vt.data, n, p, q) {
+                    rotate(vp, vq, c, sn);
                 }
             }
         }
@@ -469,7 +486,12 @@ pub fn svd(a: &Mat) -> Result<(Mat, Vec<f64>, Mat), Failure> {
         return Err(Failure::NoConvergence);
     }
     let norms: Vec<f64> = (0..n)
-        .map(|j| (0..m).map(|i| w.at(i, j) * w.at(i, j)).sum::<f64>().sqrt())
+        .map(|j| {
+            (0..m)
+                .map(|i| wt.at(j, i) * wt.at(j, i))
+                .sum::<f64>()
+                .sqrt()
+        })
         .collect();
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&i, &j| {
@@ -490,11 +512,11 @@ pub fn svd(a: &Mat) -> Result<(Mat, Vec<f64>, Mat), Failure> {
     for (new, &old) in order.iter().enumerate() {
         let sigma = s.get(new).copied().unwrap_or(0.0);
         for i in 0..n {
-            vs.set(i, new, v.at(i, old));
+            vs.set(i, new, vt.at(old, i));
         }
         if sigma > largest * f64::EPSILON * (m as f64) && sigma > 0.0 {
             for i in 0..m {
-                u.set(i, new, w.at(i, old) / sigma);
+                u.set(i, new, wt.at(old, i) / sigma);
             }
         } else {
             missing.push(new);
