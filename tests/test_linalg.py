@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tracker as tr
 from conftest import check_gradient, check_hessian
@@ -590,6 +592,66 @@ def test_linalg_errors_match_numpys_exception_types() -> None:
             np.linalg.inv(a)
         with pytest.raises(np.linalg.LinAlgError):
             np.linalg.inv(tr.param(a))
+
+
+# -- properties: matmul's broadcasting and einsum against NumPy -----------------------------
+
+
+@st.composite
+def matmul_operands(draw: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Two operands NumPy's matmul takes: batches that broadcast (dims dropped or set to 1
+    on either side), and 1-D operands."""
+    batch = draw(st.lists(st.integers(1, 3), max_size=3))
+    m, k, n = (draw(st.integers(1, 3)) for _ in range(3))
+
+    def side() -> list[int]:
+        dims = [d if draw(st.booleans()) else 1 for d in batch]
+        return dims[draw(st.integers(0, len(dims))) :]
+
+    a_shape = [k] if draw(st.booleans()) else [*side(), m, k]
+    b_shape = [k] if draw(st.booleans()) else [*side(), k, n]
+    seed = draw(st.integers(0, 2**16))
+    r = np.random.default_rng(seed)
+    return r.standard_normal(a_shape), r.standard_normal(b_shape)
+
+
+@settings(max_examples=60, deadline=None)
+@given(matmul_operands())
+def test_matmul_broadcasts_as_numpy(operands: tuple[np.ndarray, np.ndarray]) -> None:
+    a, b = operands
+    expected = np.matmul(a, b)
+    y = tr.param(a) @ tr.param(b)
+    assert y.shape == expected.shape
+    assert_close(tr.data(y), expected, rtol=1e-12, atol=1e-12)
+    # Bilinear, so central differences are exact: the gradients summed over broadcast batches.
+    check_gradient(lambda a, b: np.sum(weights(expected.shape) * (a @ b)), a, b)
+
+
+EINSUM_SPECS = [
+    "ij,jk->ik", "ij,kj->ik", "ij->", "ij->j", "ii->", "ii->i", "ij,ij->ij", "ij,ij",
+    "i,i->", "i,j->ij", "ijk,kl->ijl", "bij,bjk->bik", "ij,jk,kl", "iij->j", "ij,j->i",
+    "...ij,...jk->...ik", "...i,...i->...", "ji", "i,i,i->i", "ijk->kij",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("spec", EINSUM_SPECS)
+def test_einsum_matches_numpy(spec: str) -> None:
+    sizes = {c: 2 + (ord(c) % 3) for c in string_letters(spec)}
+    r = np.random.default_rng(len(spec))
+    inputs = spec.split("->")[0].split(",")
+    arrays = [
+        r.standard_normal([2] * (term.count(".") // 3) + [sizes[c] for c in term.replace(".", "")])
+        for term in inputs
+    ]
+    expected = np.einsum(spec, *arrays)
+    y = np.einsum(spec, *(tr.param(x) for x in arrays))
+    assert np.shape(y) == np.shape(expected)
+    assert_close(tr.data(y), expected, rtol=1e-12, atol=1e-12)
+    check_gradient(lambda *xs: np.sum(np.einsum(spec, *xs) ** 2), *arrays)
+
+
+def string_letters(spec: str) -> set[str]:
+    return {c for c in spec if c.isalpha()}
 
 
 # -- coverage: every linear-algebra op of the core is in the table ---------------------------
