@@ -539,6 +539,16 @@ def test_det_gradient_at_singular_matrices_is_the_cofactor_matrix(a) -> None:
         check_hessian(lambda z: np.linalg.det(z.reshape(a.shape)), a.reshape(-1))
 
 
+@pytest.mark.parametrize("ord", [None, 2, 3, 0.5])
+def test_norm_of_a_zero_vector_has_gradient_zero(ord, torch) -> None:
+    x = np.array([[0.0, 0.0, 0.0], [1.0, -2.0, 0.5]])
+    g = tr.gradient(lambda x: np.sum(np.linalg.norm(x, ord, axis=1)), x)[0]
+    t = torch.tensor(x, requires_grad=True)
+    (expected,) = torch.autograd.grad(torch.linalg.vector_norm(t, ord or 2, dim=1).sum(), t)
+    assert_close(g, expected.numpy(), rtol=1e-12, atol=0)
+    assert (g[0] == 0).all()
+
+
 # -- errors ----------------------------------------------------------------------------------
 
 

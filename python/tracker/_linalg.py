@@ -483,9 +483,19 @@ def qr(a: Any, mode: str = "reduced") -> Any:
     return r if mode == "r" else _linalg.QRResult(q, r)
 
 
+def _root(total: Any, p: float) -> Any:
+    """`total ** (1/p)` with gradient 0 where `total` is 0 (PyTorch's norm at 0), through
+    the safe pattern: the root never sees a 0, so no inf leaks into the gradient."""
+    positive = np.asarray(_core.data(total)) > 0
+    if positive.all():
+        return np.sqrt(total) if p == 2 else total ** (1.0 / p)
+    safe = np.where(positive, total, 1.0)
+    return np.where(positive, np.sqrt(safe) if p == 2 else safe ** (1.0 / p), 0.0)
+
+
 def _vector_norm(x: Any, ord: Any, axis: tuple[int, ...]) -> Any:
     if ord is None or ord == 2:
-        return np.sqrt(np.sum(x * x, axis=axis))
+        return _root(np.sum(x * x, axis=axis), 2)
     if ord == np.inf:
         return np.max(abs(x), axis=axis)
     if ord == -np.inf:
@@ -497,12 +507,17 @@ def _vector_norm(x: Any, ord: Any, axis: tuple[int, ...]) -> Any:
         return np.sum(abs(x), axis=axis)
     if isinstance(ord, str):
         raise ValueError(f"np.linalg.norm: invalid norm order {ord!r} for vectors")
-    return np.sum(abs(x) ** ord, axis=axis) ** (1.0 / ord)
+    if ord < 0:
+        return np.sum(abs(x) ** ord, axis=axis) ** (1.0 / ord)
+    # |x|**p at x = 0 through the safe pattern too: for p < 1 its derivative is inf there.
+    nonzero = np.asarray(_core.data(x)) != 0
+    powers = np.where(nonzero, np.where(nonzero, abs(x), 1.0) ** ord, 0.0)
+    return _root(np.sum(powers, axis=axis), ord)
 
 
 def _matrix_norm(x: Any, ord: Any, rows: int, cols: int) -> Any:
     if ord is None or ord == "fro":
-        return np.sqrt(np.sum(x * x, axis=(rows, cols)))
+        return _root(np.sum(x * x, axis=(rows, cols)), 2)
     if ord in (2, -2, "nuc"):
         keep = [k for k in range(_ndim(x)) if k not in (rows, cols)]
         s = svd(np.transpose(x, (*keep, rows, cols)), compute_uv=False)
@@ -524,13 +539,13 @@ def _matrix_norm(x: Any, ord: Any, rows: int, cols: int) -> Any:
 def norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
     """`np.linalg.norm`: vector norms (`ord` None, ±inf, 0, 1, 2, any p) and matrix norms
     (None/'fro', 'nuc', ±1, ±2, ±inf), over `axis` (an int, a pair, or all), with
-    `keepdims`. Composed of abs, max, sum, sqrt and the SVD; like PyTorch, the 2-norm of a
-    zero vector has no finite gradient (sqrt at 0)."""
+    `keepdims`. Composed of abs, max, sum, sqrt and the SVD; as PyTorch, the gradient of
+    a p-norm at a zero vector is 0."""
     x = _float(x)
     nd = _ndim(x)
     if axis is None:
         if ord is None:
-            result = np.sqrt(np.sum(x * x))
+            result = _root(np.sum(x * x), 2)
             axes: tuple[int, ...] = tuple(range(nd))
         elif nd == 1:
             axes = (0,)
