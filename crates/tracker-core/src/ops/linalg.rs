@@ -394,17 +394,22 @@ fn check_matrices(op: &'static str, shape: &[usize], square: bool) -> Result<[us
     Ok([r, c])
 }
 
+/// The values of `x` as f64 (an allocation that fails as `Error::Memory`).
+fn f64_values(x: &Value, op: &'static str) -> Result<Vec<f64>> {
+    with_value!(x, a => crate::value::try_collect(a.as_slice().iter().map(|v| v.to_f64()), op))
+}
+
 /// The matrices of `x` as f64 `Mat`s (their values rounded to f64 from either dtype).
-fn matrices(x: &Value) -> Vec<Mat> {
+fn matrices(x: &Value, op: &'static str) -> Result<Vec<Mat>> {
     let (batch, [r, c]) = split_matrix(x.shape());
-    let count: usize = batch.iter().product();
-    let values = x.to_f64_vec();
-    (0..count)
+    let count = size_of(batch, op)?;
+    let values = f64_values(x, op)?;
+    Ok((0..count)
         .map(|k| match values.get(k * r * c..(k + 1) * r * c) {
             Some(s) => Mat::from_slice(r, c, s),
             None => Mat::zeros(r, c),
         })
-        .collect()
+        .collect())
 }
 
 /// Builds a value of `dtype` and `shape` from f64 values.
@@ -430,7 +435,7 @@ fn per_matrix(
             op,
             bytes: count.saturating_mul(piece).saturating_mul(8),
         })?;
-    let values = x.to_f64_vec();
+    let values = f64_values(x, op)?;
     for k in 0..count {
         poll(k, r * c)?;
         let m = match values.get(k * r * c..(k + 1) * r * c) {
@@ -545,7 +550,7 @@ fn solve_with(
     }
     let (abatch, _) = split_matrix(a.shape());
     let batch = broadcast_shapes(op, abatch, bbatch)?;
-    let (ams, bms) = (matrices(a), matrices(b));
+    let (ams, bms) = (matrices(a, op)?, matrices(b, op)?);
     let count = size_of(&batch, op)?;
     let mut out = alloc(0, 0.0, op)?;
     out.try_reserve_exact(count.saturating_mul(n * k))
@@ -607,7 +612,7 @@ fn inverse_transpose<B: Backend>(b: &mut B, op: &'static str, x: &B::A) -> Resul
 /// through the SVD `A = U diag(s) Vᵀ`: `cof(A) = det(U) det(V) U diag(∏_{j≠i} s_j) Vᵀ`,
 /// which stays accurate, to second order, at and near singular matrices.
 pub fn det_pullback<B: Backend>(b: &mut B, x: &B::A, y: &B::A, dy: &B::A) -> Result<B::A> {
-    let cofactors = if well_conditioned(&b.value(x)?, &b.value(y)?) {
+    let cofactors = if well_conditioned(&b.value(x)?, &b.value(y)?)? {
         let it = inverse_transpose(b, "det", x)?;
         let y2 = unsqueeze(b, y, 0)?;
         let y2 = unsqueeze(b, &y2, 0)?;
@@ -623,18 +628,21 @@ pub fn det_pullback<B: Backend>(b: &mut B, x: &B::A, y: &B::A, dy: &B::A) -> Res
 /// Whether `|det|` of every matrix is above `√ε` times Hadamard's bound (the product
 /// of its column norms): a cheap test that `det · A⁻ᵀ` is accurate. A branch on primal
 /// data, as a mask is.
-fn well_conditioned(x: &Value, det: &Value) -> bool {
-    matrices(x).iter().zip(det.to_f64_vec()).all(|(a, d)| {
-        let bound: f64 = (0..a.cols)
-            .map(|j| {
-                (0..a.rows)
-                    .map(|i| a.at(i, j) * a.at(i, j))
-                    .sum::<f64>()
-                    .sqrt()
-            })
-            .product();
-        d.abs() > f64::EPSILON.sqrt() * bound
-    })
+fn well_conditioned(x: &Value, det: &Value) -> Result<bool> {
+    Ok(matrices(x, "det")?
+        .iter()
+        .zip(det.to_f64_vec())
+        .all(|(a, d)| {
+            let bound: f64 = (0..a.cols)
+                .map(|j| {
+                    (0..a.rows)
+                        .map(|i| a.at(i, j) * a.at(i, j))
+                        .sum::<f64>()
+                        .sqrt()
+                })
+                .product();
+            d.abs() > f64::EPSILON.sqrt() * bound
+        }))
 }
 
 /// `det(U) det(V) U diag(∏_{j≠i} s_j) Vᵀ` from a recorded SVD of `x`; the signs
@@ -664,9 +672,9 @@ fn cofactors_by_svd<B: Backend>(b: &mut B, x: &B::A) -> Result<B::A> {
         &[&others],
     )?;
     let (uv, vv) = (b.value(&u)?, b.value(&v)?);
-    let signs: Vec<f64> = matrices(&uv)
+    let signs: Vec<f64> = matrices(&uv, "det")?
         .iter()
-        .zip(matrices(&vv))
+        .zip(matrices(&vv, "det")?)
         .map(|(um, vm)| decomp::lu(um).det().signum() * decomp::lu(&vm).det().signum())
         .collect();
     let signs = b.constant(value_of(&batch, signs, dtype)?)?;
