@@ -596,6 +596,26 @@ def test_errors_name_the_function_and_the_problem(call, error, words) -> None:
         assert word in str(excinfo.value), (word, str(excinfo.value))
 
 
+@pytest.mark.parametrize(
+    ("label", "f", "a", "words"),
+    [
+        (
+            "slogdet",
+            lambda a: np.exp(np.linalg.slogdet(a)[1]),
+            np.ones((2, 2)),
+            ["slogdet", "singular"],
+        ),
+        ("qr", lambda a: np.sum(np.linalg.qr(a)[0]), np.ones((3, 2)), ["qr", "rank-deficient"]),
+    ],
+)
+def test_gradients_that_need_an_inverse_raise_at_singular_matrices(label, f, a, words) -> None:
+    f(tr.param(a))  # the forward pass works
+    with pytest.raises(np.linalg.LinAlgError) as excinfo:
+        tr.gradient(f, a)
+    for word in words:
+        assert word in str(excinfo.value)
+
+
 def test_linalg_errors_match_numpys_exception_types() -> None:
     for a in (np.ones((2, 2)), np.ones((2, 3))):
         with pytest.raises(np.linalg.LinAlgError):

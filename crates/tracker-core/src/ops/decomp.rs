@@ -9,8 +9,10 @@
 //! routines. Every access is checked (`get`), so nothing here can panic.
 
 /// Why a factorisation failed; the op turns it into `Error::LinAlg` with its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Failure {
+    /// The interrupt hook (Ctrl-C), polled once per Jacobi sweep, raised this error.
+    Interrupted(crate::error::Error),
     /// An exactly zero pivot (LAPACK's `info > 0` of `getrf`).
     Singular,
     /// A non-positive pivot in Cholesky.
@@ -330,6 +332,15 @@ pub fn qr(a: &Mat) -> (Mat, Mat) {
 
 const MAX_SWEEPS: usize = 100;
 
+/// Polls for interrupts before a sweep over an `n × n` problem large enough for a sweep
+/// to take a noticeable time.
+fn poll(n: usize) -> Result<(), Failure> {
+    if n >= 64 {
+        crate::tape::check_interrupt().map_err(Failure::Interrupted)?;
+    }
+    Ok(())
+}
+
 /// Rows `p < q` of a row-major matrix with rows of length `len`, both mutable.
 fn two_rows(data: &mut [f64], len: usize, p: usize, q: usize) -> Option<(&mut [f64], &mut [f64])> {
     let (head, tail) = data.split_at_mut_checked(q.checked_mul(len)?)?;
@@ -378,6 +389,7 @@ pub fn eigh(a: &Mat) -> Result<(Vec<f64>, Mat), Failure> {
     }
     let mut converged = n < 2;
     for _ in 0..MAX_SWEEPS {
+        poll(n)?;
         // Summed entry by entry: the difference of the total and the diagonal would
         // cancel to noise.
         let off: f64 = (0..n)
@@ -453,6 +465,7 @@ pub fn svd(a: &Mat) -> Result<(Mat, Vec<f64>, Mat), Failure> {
     let negligible = wt.data.iter().map(|x| x * x).sum::<f64>() * f64::EPSILON * f64::EPSILON;
     let mut converged = n < 2;
     for _ in 0..MAX_SWEEPS {
+        poll(n)?;
         let mut rotated = false;
         for p in 0..n {
             for q in p + 1..n {

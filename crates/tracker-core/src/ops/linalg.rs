@@ -353,6 +353,7 @@ fn triangle<B: Backend>(b: &mut B, x: &B::A, lower: bool, diagonal: f64) -> Resu
 
 fn linalg_error(op: &'static str, failure: Failure, index: Option<usize>) -> Error {
     let what = match failure {
+        Failure::Interrupted(error) => return error,
         Failure::Singular => "Singular matrix",
         Failure::NotPositiveDefinite => "Matrix is not positive definite",
         Failure::NoConvergence => "the iteration did not converge (is the input finite?)",
@@ -779,7 +780,15 @@ pub fn qr_pullback<B: Backend>(b: &mut B, x: &B::A, y: &B::A, dy: &B::A) -> Resu
     let copied = b.add(&lower, &strict_t)?;
     let qc = mm(b, &q, &copied)?;
     let inner = b.add(&dq, &qc)?;
-    right_solve_transposed_upper(b, &inner, &r)
+    right_solve_transposed_upper(b, &inner, &r).map_err(|e| match e {
+        Error::LinAlg { .. } => Error::LinAlg {
+            op: "qr",
+            message: "the gradient needs R⁻¹, and R is singular: the QR factorisation of a \
+                      rank-deficient matrix is not differentiable"
+                .into(),
+        },
+        other => other,
+    })
 }
 
 /// `X R⁻ᵀ = (R⁻¹ Xᵀ)ᵀ` for upper-triangular `R`.
