@@ -29,6 +29,7 @@ __all__ = [
     "graph",
     "isleaf",
     "istracked",
+    "linalg",
     "nobacksies",
     "param",
     "place",
@@ -297,5 +298,8 @@ def graph(
 def cumsum(x: Any, axis: int | None = None) -> Any: ...
 def cumprod(x: Any, axis: int | None = None) -> Any: ...
 def dot(a: Any, b: Any) -> Any: ...
+def linalg(name: str, *args: Any, lower: bool = True) -> Any:
+    """The core's linear-algebra op `name` applied to `args` (`eigh`, `svd`, `qr` packed)."""
+
 def place(x: Any, shape: Sequence[int], key: Any) -> Any:
     """`x` placed into a zero array of `shape` at `key` (differentiable in `x`)."""

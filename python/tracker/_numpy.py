@@ -103,12 +103,6 @@ def _round(a, decimals=0, out=None):
     return np.rint(a * scale) / scale
 
 
-@_implements(np.dot)
-def _dot(a, b, out=None):
-    _refuse_options("dot", out=out)
-    return _core.dot(a, b)
-
-
 @_implements(np.transpose)
 def _transpose(a, axes=None):
     return a.transpose() if axes is None else a.transpose(*axes)

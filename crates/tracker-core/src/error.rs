@@ -29,6 +29,9 @@ pub enum Error {
     Shape { op: &'static str, message: String },
     /// An axis or index out of range.
     Index { op: &'static str, message: String },
+    /// A matrix the op cannot work with: singular, not positive definite, not square
+    /// (NumPy's `LinAlgError`).
+    LinAlg { op: &'static str, message: String },
     /// A dtype or argument kind the op does not support.
     Type { op: &'static str, message: String },
     /// An allocation whose size the user controls could not be made.
@@ -64,6 +67,7 @@ impl fmt::Display for Error {
             Error::Shape { op, message } => write!(f, "{op}: {message}"),
             Error::Index { op, message } => write!(f, "{op}: {message}"),
             Error::Type { op, message } => write!(f, "{op}: {message}"),
+            Error::LinAlg { op, message } => write!(f, "{op}: {message}"),
             Error::Memory { op, bytes } => {
                 write!(f, "{op}: cannot allocate {bytes} bytes for the result")
             }

@@ -45,7 +45,23 @@ pub enum Op {
         axes: Axes,
         keepdims: bool,
     },
+    /// `a @ b` (NumPy's matmul: 1-D operands promoted, batch dimensions broadcast).
     Matmul,
+    /// The linear-algebra ops over batches of matrices (`ops/linalg.rs`): several
+    /// results (`eigh`, `svd`, `qr`) are packed into one output.
+    Inv,
+    Det,
+    /// `log|det|` (NumPy's `slogdet` without the sign, which has no gradient).
+    Slogdet,
+    Solve,
+    /// `a⁻¹ b` for triangular `a`, reading its lower (or upper) triangle only.
+    SolveTriangular {
+        lower: bool,
+    },
+    Cholesky,
+    Eigh,
+    Svd,
+    Qr,
     Transpose(Axes),
     Reshape(Shape),
     BroadcastTo(Shape),
@@ -96,6 +112,15 @@ impl Op {
             Op::Where(_) => "where",
             Op::Reduce { kind, .. } => kind.name(),
             Op::Matmul => "matmul",
+            Op::Inv => "inv",
+            Op::Det => "det",
+            Op::Slogdet => "slogdet",
+            Op::Solve => "solve",
+            Op::SolveTriangular { .. } => "solve_triangular",
+            Op::Cholesky => "cholesky",
+            Op::Eigh => "eigh",
+            Op::Svd => "svd",
+            Op::Qr => "qr",
             Op::Transpose(_) => "transpose",
             Op::Reshape(_) => "reshape",
             Op::BroadcastTo(_) => "broadcast_to",
@@ -130,6 +155,15 @@ impl Op {
                 [x],
             ) => reduce::forward(*kind, x, axes, *keepdims),
             (Op::Matmul, [x, y]) => linalg::matmul(x, y),
+            (Op::Inv, [x]) => linalg::inv(x),
+            (Op::Det, [x]) => linalg::det(x),
+            (Op::Slogdet, [x]) => linalg::slogdet(x),
+            (Op::Solve, [a, b]) => linalg::solve(a, b),
+            (Op::SolveTriangular { lower }, [a, b]) => linalg::solve_triangular(a, b, *lower),
+            (Op::Cholesky, [x]) => linalg::cholesky(x),
+            (Op::Eigh, [x]) => linalg::eigh(x),
+            (Op::Svd, [x]) => linalg::svd(x),
+            (Op::Qr, [x]) => linalg::qr(x),
             (Op::Transpose(perm), [x]) => shape::transpose(x, perm),
             (Op::Reshape(s), [x]) => x.reshaped(s),
             (Op::BroadcastTo(s), [x]) => shape::broadcast_to(x, s),
@@ -181,6 +215,15 @@ impl Op {
                 b, *kind, axes, *keepdims, x, y, dy
             )?)],
             (Op::Matmul, [x1, x2]) => linalg::matmul_pullback(b, x1, x2, dy, need(0), need(1))?,
+            (Op::Inv | Op::Det | Op::Slogdet | Op::Cholesky | Op::Eigh | Op::Svd | Op::Qr, [x]) => {
+                linalg::unary_pullback(b, self, x, y, dy)?
+            }
+            (Op::Solve, [a, rhs]) => {
+                linalg::solve_pullback(b, a, rhs, y, dy, need(0), need(1), None)?
+            }
+            (Op::SolveTriangular { lower }, [a, rhs]) => {
+                linalg::solve_pullback(b, a, rhs, y, dy, need(0), need(1), Some(*lower))?
+            }
             (Op::Transpose(perm), [_]) => {
                 smallvec![dense(b.transpose(dy, &shape::inverse_permutation(perm))?)]
             }

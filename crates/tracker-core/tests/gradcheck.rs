@@ -169,6 +169,7 @@ fn cases() -> Vec<Case> {
             }),
         ));
     }
+    linalg_cases(&mut cases);
     cases.push((
         "transpose".into(),
         vec![2, 3, 4],
@@ -253,6 +254,151 @@ fn cases() -> Vec<Case> {
         }),
     ));
     cases
+}
+
+/// `scale · I` of size `n`, as a constant.
+fn identity(n: usize, scale: f64) -> Arg {
+    let values = (0..n * n)
+        .map(|k| if k % (n + 1) == 0 { scale } else { 0.0 })
+        .collect();
+    Arg::Value(Value::from_vec(&[n, n], values).unwrap_or(Value::scalar(scale, Dtype::F64)))
+}
+
+/// A constant `(r, c)` matrix with 2, -3, 4, ... on its diagonal: added to `values`
+/// (which are nearly rank one), it makes well-separated singular values.
+fn spread(shape: &[usize]) -> Arg {
+    let (r, c) = (
+        shape.first().copied().unwrap_or(1),
+        shape.get(1).copied().unwrap_or(1),
+    );
+    let values = (0..r * c)
+        .map(|k| {
+            let (i, j) = (k / c, k % c);
+            if i == j {
+                (i as f64 + 2.0) * if i % 2 == 0 { 1.0 } else { -1.0 }
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    Arg::Value(Value::from_vec(&[r, c], values).unwrap_or(Value::scalar(1.0, Dtype::F64)))
+}
+
+fn plus(a: &Tracked, b: Arg) -> Result<Tracked> {
+    op(Op::Binary(Binary::Add), &[Arg::Tracked(a.clone()), b])
+}
+
+fn times(a: &Tracked, b: &Tracked) -> Result<Tracked> {
+    op(
+        Op::Binary(Binary::Mul),
+        &[Arg::Tracked(a.clone()), Arg::Tracked(b.clone())],
+    )
+}
+
+fn swap(a: &Tracked) -> Result<Tracked> {
+    let nd = a.shape().len();
+    let mut perm: Shape = (0..nd).collect();
+    perm.swap(nd - 1, nd - 2);
+    op(Op::Transpose(perm), &[Arg::Tracked(a.clone())])
+}
+
+/// The linear-algebra ops, on inputs built from `x` so that they are well conditioned
+/// (`x + 3I`), symmetric (`x + xᵀ`, `x xᵀ + I`) or triangular as each op needs; the
+/// outputs of eigh and svd are squared, which is invariant to the signs of the vectors.
+fn linalg_cases(cases: &mut Vec<Case>) {
+    let me = |x: &Tracked| Arg::Tracked(x.clone());
+    cases.push((
+        "matmul (batched, broadcast)".into(),
+        vec![2, 1, 2, 3],
+        Box::new(move |x| {
+            let y = op(Op::Matmul, &[me(x), constant(&[3, 3, 2], 7)])?;
+            let x2 = times(x, x)?;
+            let z = op(Op::Matmul, &[Arg::Tracked(x2), constant(&[1, 3, 2], 3)])?;
+            plus(&y, Arg::Tracked(z))
+        }),
+    ));
+    cases.push((
+        "matmul (1-D @ batched, both tracked)".into(),
+        vec![2, 2],
+        Box::new(move |x| {
+            let row = op(
+                Op::Gather(plan(&x.shape(), &[IndexItem::Int(0)])?.into()),
+                &[me(x)],
+            )?;
+            let stacked = op(Op::Reshape(Shape::from_slice(&[1, 2, 2])), &[me(x)])?;
+            op(Op::Matmul, &[Arg::Tracked(row), Arg::Tracked(stacked)])
+        }),
+    ));
+    for (name, linalg) in [("inv", Op::Inv), ("det", Op::Det), ("slogdet", Op::Slogdet)] {
+        cases.push((
+            name.into(),
+            vec![2, 3, 3],
+            Box::new(move |x| {
+                let a = plus(x, identity(3, 3.0))?;
+                op(linalg.clone(), &[Arg::Tracked(a)])
+            }),
+        ));
+    }
+    cases.push((
+        "solve (both tracked)".into(),
+        vec![3, 3],
+        Box::new(move |x| {
+            let a = plus(x, identity(3, 3.0))?;
+            let b = times(x, x)?;
+            op(Op::Solve, &[Arg::Tracked(a), Arg::Tracked(b)])
+        }),
+    ));
+    for lower in [true, false] {
+        cases.push((
+            format!("solve_triangular (lower: {lower})"),
+            vec![3, 3],
+            Box::new(move |x| {
+                let a = plus(x, identity(3, 3.0))?;
+                op(
+                    Op::SolveTriangular { lower },
+                    &[Arg::Tracked(a), Arg::Tracked(times(x, x)?)],
+                )
+            }),
+        ));
+    }
+    cases.push((
+        "cholesky".into(),
+        vec![3, 3],
+        Box::new(move |x| {
+            let xt = swap(x)?;
+            let a = op(Op::Matmul, &[me(x), Arg::Tracked(xt)])?;
+            let a = plus(&a, identity(3, 1.0))?;
+            op(Op::Cholesky, &[Arg::Tracked(a)])
+        }),
+    ));
+    cases.push((
+        "eigh (squared)".into(),
+        vec![3, 3],
+        Box::new(move |x| {
+            let a = plus(x, Arg::Tracked(swap(x)?))?;
+            let y = op(Op::Eigh, &[Arg::Tracked(a)])?;
+            times(&y, &y)
+        }),
+    ));
+    for shape in [vec![3, 2], vec![2, 3]] {
+        cases.push((
+            format!("svd {shape:?} (squared)"),
+            shape,
+            Box::new(move |x| {
+                let a = plus(x, spread(&x.shape()))?;
+                let y = op(Op::Svd, &[Arg::Tracked(a)])?;
+                times(&y, &y)
+            }),
+        ));
+    }
+    cases.push((
+        "qr".into(),
+        vec![3, 2],
+        Box::new(move |x| {
+            let a = plus(x, spread(&x.shape()))?;
+            op(Op::Qr, &[Arg::Tracked(a)])
+        }),
+    ));
 }
 
 #[test]

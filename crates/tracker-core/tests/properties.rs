@@ -932,11 +932,12 @@ fn invalid_case(
             )
         }
         5 => {
-            // matmul: more than 2 axes, or misaligned
-            let b: Vec<usize> = if a.len() <= 2 && b.len() <= 2 && !a.is_empty() && !b.is_empty() {
+            // matmul: misaligned (b's contracted axis one longer than a's last), or 0-d
+            let b: Vec<usize> = if !a.is_empty() && !b.is_empty() {
                 let k = a.last().copied().unwrap_or(0);
                 let mut b = b.to_vec();
-                if let Some(d) = b.first_mut() {
+                let at = b.len().saturating_sub(2);
+                if let Some(d) = b.get_mut(at) {
                     *d = k + 1;
                 }
                 b

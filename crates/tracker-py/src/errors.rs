@@ -1,6 +1,7 @@
 //! The core's errors as Python exceptions, in one exhaustive match.
 
 use pyo3::exceptions::{PyException, PyIndexError, PyMemoryError, PyTypeError, PyValueError};
+use pyo3::prelude::PyAnyMethods;
 use pyo3::{PyErr, create_exception};
 use tracker_core::Error;
 
@@ -53,6 +54,7 @@ pub fn to_py(error: Error) -> PyErr {
         Error::Shape { .. } => PyValueError::new_err(message),
         Error::Index { .. } => PyIndexError::new_err(message),
         Error::Type { .. } => PyTypeError::new_err(message),
+        Error::LinAlg { .. } => linalg_error(message),
         Error::Memory { .. } => PyMemoryError::new_err(message),
         Error::Consumed { .. } => ConsumedError::new_err(message),
         Error::Nesting { .. } => NestingError::new_err(message),
@@ -61,6 +63,21 @@ pub fn to_py(error: Error) -> PyErr {
         Error::Usage { .. } => TrackerError::new_err(message),
         Error::Anomaly { .. } => AnomalyError::new_err(message),
     }
+}
+
+/// NumPy's `numpy.linalg.LinAlgError` (a `ValueError` subclass), or a `ValueError`
+/// should NumPy not provide it.
+fn linalg_error(message: String) -> PyErr {
+    pyo3::Python::attach(|py| {
+        let class = py
+            .import("numpy.linalg")
+            .and_then(|m| m.getattr("LinAlgError"))
+            .and_then(|c| c.cast_into::<pyo3::types::PyType>().map_err(PyErr::from));
+        match class {
+            Ok(class) => PyErr::from_type(class, message),
+            Err(_) => PyValueError::new_err(message),
+        }
+    })
 }
 
 /// `?`-friendly conversion of core results.

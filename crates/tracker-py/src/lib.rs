@@ -3,6 +3,7 @@
 
 mod convert;
 mod errors;
+mod linalg;
 mod ops;
 mod rules;
 mod scope;
@@ -234,6 +235,19 @@ pub(crate) fn dot(
             .unwrap_or(0)
             == 0)
     };
+    let ndim = |x: &Bound<'_, PyAny>| -> usize {
+        x.getattr("ndim")
+            .and_then(|n| n.extract::<usize>())
+            .unwrap_or(0)
+    };
+    if ndim(a) > 2 || ndim(b) > 2 {
+        // N-D dot is a tensordot, composed in Python.
+        return Ok(py
+            .import("tracker._linalg")?
+            .getattr("dot")?
+            .call1((a, b))?
+            .unbind());
+    }
     let out = if scalar(a)? || scalar(b)? {
         ops::binary(py, tracker_core::ops::binary::Binary::Mul, a, b)?
     } else {
@@ -355,6 +369,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cumprod, m)?)?;
     m.add_function(wrap_pyfunction!(dot_py, m)?)?;
     m.add_function(wrap_pyfunction!(place, m)?)?;
+    m.add_function(wrap_pyfunction!(linalg::linalg, m)?)?;
     m.add_function(wrap_pyfunction!(nobacksies, m)?)?;
     m.add_function(wrap_pyfunction!(uncounted, m)?)?;
     m.add_function(wrap_pyfunction!(set_anomaly, m)?)?;

@@ -1,6 +1,7 @@
 //! The op families. Each file holds its ops' forward kernels and pullbacks together.
 
 pub mod binary;
+pub mod decomp;
 pub mod index;
 pub mod linalg;
 pub mod reduce;
