@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from tracker import _numpy, testing, tree
+from tracker import _numpy, nn, testing, tree
 from tracker._core import (
     AnomalyError,
     ConsumedError,
@@ -64,6 +64,7 @@ __all__ = [
     "istracked",
     "jacobian",
     "jvp",
+    "nn",
     "no_grad",
     "nobacksies",
     "param",
