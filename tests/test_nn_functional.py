@@ -617,3 +617,25 @@ def test_windows_are_built_once_per_shape() -> None:
     for _ in range(3):
         tr.gradient(lambda x: np.sum(nnf.conv(x, w)), x)
     assert nnf._conv_index.cache_info().hits == 2
+
+
+def test_gather_index_checks_its_positions_once() -> None:
+    index = tr._core.GatherIndex((2, 3), np.array([[5, 0], [1, 1]]))
+    assert index.shape == (2, 2) and index.source_shape == (2, 3)
+    x = normal(2, 3)
+    np.testing.assert_array_equal(tr._core.gather(x, index), x.reshape(-1)[[[5, 0], [1, 1]]])
+    (g,) = tr.gradient(lambda x: np.sum(tr._core.gather(x, index)), x)
+    np.testing.assert_array_equal(g, [[1, 2, 0], [0, 0, 1]])
+    np.testing.assert_array_equal(tr._core.scatter(np.ones((2, 2)), index), [[1, 2, 0], [0, 0, 1]])
+    with pytest.raises(
+        IndexError,
+        match=r"GatherIndex: position 6 is out of bounds for an array "
+        r"of shape \[2, 3\] \(6 elements\)",
+    ):
+        tr._core.GatherIndex((2, 3), np.array([6]))
+    with pytest.raises(IndexError, match="position -1 is out of bounds"):
+        tr._core.GatherIndex((2, 3), np.array([-1]))
+    with pytest.raises(
+        ValueError, match=r"getitem: planned for shape \[2, 3\], applied to \[3, 2\]"
+    ):
+        tr._core.gather(normal(3, 2), index)
