@@ -169,3 +169,53 @@ def test_losses_name_bad_input():
         losses.mse(P, T[:2])
     with pytest.raises(ValueError, match="reduction must be one of"):
         losses.mse(P, T, reduction="average")
+
+
+def test_conv_and_pool_layers_match_torch(torch):
+    conv = nn.Conv((3, 3), 2, 4, np.tanh, padding=1, stride=2, rng=0, dtype=np.float64)
+    conv.bias = rng.standard_normal(4)
+    pool = nn.MaxPool((2, 2))
+    mean = nn.AvgPool((2, 2))
+    x = rng.standard_normal((3, 2, 8, 8))
+    model = nn.Chain(conv, pool)
+    (g, gx) = tr.gradient(lambda m, x: np.sum(m(x) ** 2) + np.sum(mean(x)), model, x)
+    F = torch.nn.functional
+    w = torch.tensor(conv.weight, requires_grad=True)
+    b = torch.tensor(conv.bias, requires_grad=True)
+    tx = torch.tensor(x, requires_grad=True)
+    y = F.max_pool2d(torch.tanh(F.conv2d(tx, w, b, stride=2, padding=1)), 2)
+    ((y**2).sum() + F.avg_pool2d(tx, 2).sum()).backward()
+    layer = g["layers"][0]
+    assert_allclose(layer["weight"], w.grad.numpy(), rtol=1e-10)
+    assert_allclose(layer["bias"], b.grad.numpy(), rtol=1e-10)
+    assert_allclose(gx, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    assert layer["stride"] == (None, None) and layer["groups"] is None  # not trainable
+
+
+def test_dropout_layer_draws_from_its_generator():
+    x = np.ones((4, 5))
+    a = nn.Dropout(0.5, np.random.default_rng(3))(x)
+    b = nn.Dropout(0.5, np.random.default_rng(3))(x)
+    assert np.array_equal(a, b)
+    assert set(np.unique(a)) <= {0.0, 2.0}
+
+
+def test_logit_losses_match_torch(torch):
+    F = torch.nn.functional
+    logits = rng.standard_normal((4, 3))
+    probs = np.exp(logits) / np.sum(np.exp(logits), axis=1, keepdims=True)
+    target = rng.dirichlet(np.ones(3), 4)
+    value, (g,) = tr.withgradient(lambda z: losses.logitcrossentropy(z, target), logits)
+    tz = torch.tensor(logits, requires_grad=True)
+    expected = F.cross_entropy(tz, torch.tensor(target))
+    expected.backward()
+    assert_allclose(value, expected.item(), rtol=1e-12)
+    assert_allclose(g, tz.grad.numpy(), rtol=1e-10)
+    assert_allclose(losses.crossentropy(probs, target, eps=0.0), expected.item(), rtol=1e-12)
+    bits = rng.uniform(0, 1, (4, 3))
+    value, (g,) = tr.withgradient(lambda z: losses.logitbinarycrossentropy(z, bits), logits)
+    tz = torch.tensor(logits, requires_grad=True)
+    expected = F.binary_cross_entropy_with_logits(tz, torch.tensor(bits))
+    expected.backward()
+    assert_allclose(value, expected.item(), rtol=1e-12)
+    assert_allclose(g, tz.grad.numpy(), rtol=1e-10)

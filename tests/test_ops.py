@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 
 import tracker as tr
+import tracker.nn.functional as nnf
 from conftest import check_gradient, check_hessian
 from tracker.testing import gradcheck, ngradient
 
@@ -134,6 +135,25 @@ CASES = [
             ("arctan", A), ("sinh", A), ("cosh", A), ("arcsinh", A), ("arccosh", ABOVE_ONE),
             ("arctanh", UNIT), ("deg2rad", A), ("rad2deg", A), ("sinc", A), ("sign", STEPS),
             ("floor", STEPS), ("ceil", STEPS), ("rint", STEPS), ("trunc", STEPS),
+        ]
+    ],
+    # the activation rows of tracker.nn.functional (and erf, scipy.special.erf's ufunc name)
+    *[
+        case(op, "nn", lambda xp, x, f=f: f(x), x,
+             torch=lambda xp, x, t=t: t(xp.torch.nn.functional, xp.torch)(x))
+        for op, f, t, x in [
+            ("relu",       nnf.relu,       lambda F, torch: F.relu,       nonzero(3, 4)),
+            ("sigmoid",    nnf.sigmoid,    lambda F, torch: F.sigmoid,    3 * A),
+            ("logsigmoid", nnf.logsigmoid, lambda F, torch: F.logsigmoid, 3 * A),
+            ("softplus",   nnf.softplus,   lambda F, torch: F.softplus,   3 * A),
+            ("silu",       nnf.silu,       lambda F, torch: F.silu,       3 * A),
+            ("gelu",       nnf.gelu,       lambda F, torch: F.gelu,       2 * A),
+            ("gelu_tanh",  functools.partial(nnf.gelu, approximate="tanh"),
+             lambda F, torch: functools.partial(F.gelu, approximate="tanh"), 2 * A),
+            ("elu",        nnf.elu,        lambda F, torch: F.elu,        nonzero(3, 4)),
+            ("selu",       nnf.selu,       lambda F, torch: F.selu,       nonzero(3, 4)),
+            ("erf",        functools.partial(tr._core.unary, "erf"),
+             lambda F, torch: torch.erf, A),
         ]
     ],
     case("absolute", "np.fabs",      lambda xp, x: xp.fabs(x),              nonzero(3, 4)),
@@ -546,6 +566,7 @@ def test_torch(c: Case, torch: Any) -> None:
 # -- kinks: PyTorch's conventions ------------------------------------------------------------
 
 NAN = np.nan
+SELU_SCALE, SELU_ALPHA = 1.0507009873554805, 1.6732632423543772
 # (case, the gradient of sum(y) with respect to each input)
 # fmt: off
 KINKS = [
@@ -598,6 +619,15 @@ KINKS = [
      [[0, -4 / np.pi]]),
     (case("sign",     "at-zero",       lambda xp, x: xp.sign(x),           [-1, 0, 2]),
      [[0, 0, 0]]),
+    (case("relu",     "at-zero",       lambda xp, x: nnf.relu(x),          [-1, 0, 2],
+          torch=lambda xp, x: xp.torch.relu(x)),
+     [[0, 0, 1]]),
+    (case("elu",      "at-zero",       lambda xp, x: nnf.elu(x),           [-1, 0, 2],
+          torch=lambda xp, x: xp.torch.nn.functional.elu(x)),
+     [[np.exp(-1), 1, 1]]),
+    (case("selu",     "at-zero",       lambda xp, x: nnf.selu(x),          [-1, 0, 2],
+          torch=lambda xp, x: xp.torch.selu(x)),
+     [[SELU_SCALE * SELU_ALPHA * np.exp(-1), SELU_SCALE * SELU_ALPHA, SELU_SCALE]]),
     (case("cumprod",  "zeros",         lambda xp, x: xp.cumprod(x),        [2, 0, 3, 0.5]),
      [[1, 11, 0, 0]]),
     (case("cumprod",  "two-zeros",     lambda xp, x: xp.cumprod(x),        [0, 2, 0, 3]),
@@ -626,7 +656,10 @@ TORCH_NAN_HESSIAN = {"power-zero-base", "copysign-at-zero", "sinc-at-zero"}
 TORCH_DIFFERS = {
     "where-clip-bounds": "clip passes the gradient at its bounds (DESIGN.md); PyTorch 2 gives "
     "0 there with number bounds and half with tensor bounds",
+    "elu-at-zero": "the first derivative agrees (alpha); tracker's second derivative at 0 is "
+    "the negative branch's, as its first, where PyTorch's is 0",
 }
+TORCH_DIFFERS["selu-at-zero"] = TORCH_DIFFERS["elu-at-zero"]
 
 
 @pytest.mark.parametrize(("c", "expected"), KINKS, ids=[c.id for c, _ in KINKS])

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from tracker import _numpy, optim, testing, tree
+from tracker import _numpy, nn, optim, testing, tree
 from tracker._at import at
 from tracker._core import (
     AnomalyError,
@@ -67,6 +67,7 @@ __all__ = [
     "istracked",
     "jacobian",
     "jvp",
+    "nn",
     "no_grad",
     "nobacksies",
     "optim",

@@ -10,6 +10,7 @@ __version__: str
 __all__ = [
     "AnomalyError",
     "ConsumedError",
+    "GatherIndex",
     "LossError",
     "NestingError",
     "Scope",
@@ -25,6 +26,7 @@ __all__ = [
     "data",
     "dot",
     "enter_scope",
+    "gather",
     "grad",
     "graph",
     "isleaf",
@@ -35,6 +37,7 @@ __all__ = [
     "place",
     "record_rule",
     "reset_thread_tape",
+    "scatter",
     "set_anomaly",
     "set_functions",
     "set_grad_enabled",
@@ -303,3 +306,20 @@ def linalg(name: str, *args: Any, lower: bool = True) -> Any:
 
 def place(x: Any, shape: Sequence[int], key: Any) -> Any:
     """`x` placed into a zero array of `shape` at `key` (differentiable in `x`)."""
+
+@final
+class GatherIndex:
+    """Flat positions into a row-major array of `source_shape`, in the shape of
+    `positions` (the windows of `tracker.nn.functional`'s convolution and pooling)."""
+
+    def __new__(cls, source_shape: Sequence[int], positions: Any) -> GatherIndex: ...
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    @property
+    def source_shape(self) -> tuple[int, ...]: ...
+
+def gather(x: Any, index: GatherIndex) -> Any:
+    """`x.reshape(-1)[positions]` (differentiable in `x`)."""
+
+def scatter(v: Any, index: GatherIndex) -> Any:
+    """A zero array of the index's source shape with `v` added at its positions."""

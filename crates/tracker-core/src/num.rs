@@ -122,6 +122,8 @@ pub trait Real:
     fn copysign(self, sign: Self) -> Self;
     /// C's `fmod`: the remainder with the sign of the dividend.
     fn fmod(self, divisor: Self) -> Self;
+    /// The error function (from `libm`).
+    fn erf(self) -> Self;
 
     /// NumPy's `sign`: -1, 0 or 1, NaN for NaN.
     fn signum0(self) -> Self {
@@ -252,7 +254,7 @@ macro_rules! forward_std {
 }
 
 macro_rules! impl_float {
-    ($t:ty) => {
+    ($t:ty, $erf:path) => {
         impl Real for $t {
             #[inline]
             fn lit(self, value: f64) -> Self {
@@ -287,6 +289,10 @@ macro_rules! impl_float {
             #[inline]
             fn fmod(self, divisor: Self) -> Self {
                 self % divisor
+            }
+            #[inline]
+            fn erf(self) -> Self {
+                $erf(self)
             }
         }
 
@@ -372,5 +378,5 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32);
-impl_float!(f64);
+impl_float!(f32, libm::erff);
+impl_float!(f64, libm::erf);

@@ -357,7 +357,8 @@ impl Program {
                 )?
             }
             Unary::Arcsin | Unary::Arccos | Unary::Arctanh | Unary::Tan => self.bounded(node)?,
-            Unary::Abs => {
+            // Kinks at 0 (in the first or the second derivative): moved off it.
+            Unary::Abs | Unary::Relu | Unary::Elu | Unary::Selu => {
                 let negated: Vec<f64> = self.data(node)?.iter().map(|v| -v).collect();
                 self.shifted(node, &negated)?
             }

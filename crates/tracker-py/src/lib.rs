@@ -4,6 +4,7 @@
 mod convert;
 mod errors;
 mod linalg;
+mod nn;
 mod ops;
 mod rules;
 mod scope;
@@ -377,5 +378,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rules::record_rule, m)?)?;
     m.add_class::<rules::TapeObjects>()?;
     m.add_function(wrap_pyfunction!(scope::enter_scope, m)?)?;
+    m.add_class::<nn::PyGatherIndex>()?;
+    m.add_function(wrap_pyfunction!(nn::gather, m)?)?;
+    m.add_function(wrap_pyfunction!(nn::scatter, m)?)?;
     Ok(())
 }

@@ -1,6 +1,8 @@
-"""Neural networks: layers (plain dataclasses), initialisers, losses and functions."""
+"""Neural networks: layers (plain dataclasses), initialisers, losses, and
+`tracker.nn.functional`, the functions (activations, softmax, convolution, pooling,
+dropout, embedding), channels-first as PyTorch's `torch.nn.functional`."""
 
-from tracker.nn import init, losses
+from tracker.nn import functional, init, losses
 from tracker.nn.layers import AvgPool, Chain, Conv, Dense, Dropout, Embedding, LayerNorm, MaxPool
 
 __all__ = [
@@ -12,6 +14,7 @@ __all__ = [
     "Embedding",
     "LayerNorm",
     "MaxPool",
+    "functional",
     "init",
     "losses",
 ]

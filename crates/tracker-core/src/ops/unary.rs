@@ -1,6 +1,6 @@
 //! Unary elementwise ops: one table row each, `y = f(x)` and `dx` given `x`, `y`, `dy`.
 
-use std::f64::consts::{LN_2, LN_10, PI};
+use std::f64::consts::{FRAC_1_SQRT_2, FRAC_2_SQRT_PI, LN_2, LN_10, PI};
 
 use crate::error::Result;
 use crate::kernel::zip;
@@ -101,6 +101,66 @@ unary_ops! {
     Ceil    => "ceil",       |x| x.ceil(),              |_x, _y, dy| dy.zeros();
     Rint    => "rint",       |x| x.rint(),              |_x, _y, dy| dy.zeros();
     Trunc   => "trunc",      |x| x.trunc(),             |_x, _y, dy| dy.zeros();
+    Erf     => "erf",        |x| x.erf(),               |x, _y, dy| dy * (-(x * x)).exp() * dy.lit(FRAC_2_SQRT_PI);
+    // The activations of tracker.nn.functional; kinks as PyTorch: relu'(0) = 0, and
+    // elu'(0) = selu'(0)/scale = alpha (the negative branch holds at 0).
+    Relu    => "relu",       |x| x.maximum(x.lit(0.0)), |_x, y, dy| dy * y.sign();
+    Sigmoid => "sigmoid",    |x| sigmoid(x),            |_x, y, dy| dy * y * (y.lit(1.0) - y);
+    Logsigmoid => "logsigmoid", |x| -softplus(-x),      |x, _y, dy| dy * (-x).unary(Unary::Sigmoid);
+    Softplus => "softplus",  |x| softplus(x),           |x, _y, dy| dy * x.unary(Unary::Sigmoid);
+    Silu    => "silu",       |x| x * sigmoid(x),        |x, _y, dy| {
+        let s = x.unary(Unary::Sigmoid);
+        dy * s * (x * (x.lit(1.0) - s) + x.lit(1.0))
+    };
+    Gelu    => "gelu",       |x| x * x.lit(0.5) * ((x * x.lit(FRAC_1_SQRT_2)).erf() + x.lit(1.0)),
+                             |x, _y, dy| {
+        let cdf = ((x * x.lit(FRAC_1_SQRT_2)).unary(Unary::Erf) + x.lit(1.0)) * x.lit(0.5);
+        dy * (cdf + x * (x * x * x.lit(-0.5)).exp() * x.lit(FRAC_2_SQRT_PI * FRAC_1_SQRT_2 * 0.5))
+    };
+    GeluTanh => "gelu_tanh", |x| x * x.lit(0.5) * (gelu_inner(x).tanh() + x.lit(1.0)),
+                             |x, _y, dy| {
+        let t = (x * x.lit(GELU_BETA) + x * x * x * x.lit(GELU_BETA * GELU_KAPPA)).unary(Unary::Tanh);
+        let slope = (x * x * x.lit(3.0 * GELU_KAPPA) + x.lit(1.0)) * x.lit(GELU_BETA);
+        dy * ((t + x.lit(1.0)) * x.lit(0.5) + x * x.lit(0.5) * (x.lit(1.0) - t * t) * slope)
+    };
+    Elu     => "elu",        |x| if x > x.lit(0.0) { x } else { x.exp_m1() },
+                             |x, _y, dy| dy * x.replace_where(positive(x), 0.0).exp();
+    Selu    => "selu",       |x| x.lit(SELU_SCALE) * if x > x.lit(0.0) { x } else { x.exp_m1() * x.lit(SELU_ALPHA) },
+                             |x, _y, dy| {
+        let negative = x.replace_where(positive(x), 0.0).exp() * x.lit(SELU_ALPHA);
+        dy * negative.replace_where(positive(x), 1.0) * dy.lit(SELU_SCALE)
+    };
+}
+
+/// SELU's constants (Klambauer et al., 2017), as PyTorch's.
+pub const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
+pub const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
+const GELU_BETA: f64 = FRAC_2_SQRT_PI * FRAC_1_SQRT_2; // sqrt(2/pi)
+const GELU_KAPPA: f64 = 0.044_715;
+
+/// `1 / (1 + exp(-x))`, without overflow: `exp` only ever sees `-|x|`.
+fn sigmoid<T: Real>(x: T) -> T {
+    let e = (-x.abs()).exp();
+    let one = x.lit(1.0);
+    if x >= x.lit(0.0) {
+        one / (one + e)
+    } else {
+        e / (one + e)
+    }
+}
+
+/// `log(1 + exp(x))`, without overflow: `max(x, 0) + log1p(exp(-|x|))`.
+fn softplus<T: Real>(x: T) -> T {
+    x.maximum(x.lit(0.0)) + (-x.abs()).exp().ln_1p()
+}
+
+fn gelu_inner<T: Real>(x: T) -> T {
+    (x + x * x * x * x.lit(GELU_KAPPA)) * x.lit(GELU_BETA)
+}
+
+/// A mask read from primal data: 1 where `x > 0`, else 0.
+fn positive<S: Num>(x: S) -> S {
+    x.lit(1.0) - (-x).nonnegative()
 }
 
 #[cfg(test)]
@@ -116,5 +176,11 @@ mod tests {
         assert_eq!(Unary::Abs.rule(0.0, 0.0, 1.0), 0.0);
         assert_eq!(Unary::Sqrt.rule(4.0, 2.0, 1.0), 0.25);
         assert_eq!(Unary::Exp.eval(0.0f64), 1.0);
+        assert_eq!(Unary::Relu.rule(0.0, 0.0, 1.0), 0.0);
+        assert_eq!(Unary::Elu.rule(0.0, 0.0, 1.0), 1.0);
+        assert_eq!(Unary::Sigmoid.eval(0.0f64), 0.5);
+        assert_eq!(Unary::Sigmoid.eval(-800.0f64), 0.0);
+        assert_eq!(Unary::Softplus.eval(800.0f64), 800.0);
+        assert!((Unary::Erf.eval(0.5f64) - 0.520_499_877_813_046_5).abs() < 1e-16);
     }
 }
