@@ -689,7 +689,10 @@ pub(crate) fn new_handle(arena: &mut Arena, tape: &Arc<Tape>, id: NodeId) -> Tra
 
 /// Whether `op` needs its inputs in one dtype.
 fn unifies_dtypes(op: &Op) -> bool {
-    matches!(op, Op::Binary(_) | Op::Where(_) | Op::Matmul)
+    matches!(
+        op,
+        Op::Binary(_) | Op::Special(_) | Op::Where(_) | Op::Matmul
+    )
 }
 
 /// Runs `op` on `args`, recording it on the current tape when an argument is tracked
