@@ -377,22 +377,25 @@ fn replace<B: Arrays>(b: &mut B, mask: &Mask, value: f64, x: &B::A) -> Result<B:
     b.apply(Op::Where(std::sync::Arc::new(mask)), &[&c, x])
 }
 
-/// `f(x)` where `x ≠ 0`, computed with 1 in place of 0, and `at_zero` where `x = 0`:
-/// the finite limit of an expression like `i1(x) / x`, with no 0/0 reaching a higher
-/// derivative.
+/// `f(x)` where `x ≠ 0`, computed with `safe` in place of 0, and its Taylor polynomial
+/// `value + slope·x` where `x = 0`: the finite limit of an expression like `i1(x) / x`,
+/// with no 0/0 reaching a higher derivative, and the right second derivative at 0.
 fn limit_at_zero<B: Arrays>(
     b: &mut B,
     x: &B::A,
-    at_zero: f64,
+    safe: f64,
+    (value, slope): (f64, f64),
     f: impl FnOnce(&mut B, &B::A) -> Result<B::A>,
 ) -> Result<B::A> {
     let zero = zeros_of(b, x)?;
     if !zero.bits.iter().any(|&z| z) {
         return f(b, x);
     }
-    let safe = replace(b, &zero, 1.0, x)?;
+    let safe = replace(b, &zero, safe, x)?;
     let g = f(b, &safe)?;
-    replace(b, &zero, at_zero, &g)
+    let taylor = scale(b, slope, x)?;
+    let taylor = shift(b, value, &taylor)?;
+    b.apply(Op::Where(std::sync::Arc::new(zero)), &[&taylor, &g])
 }
 
 /// `f'(x)` of a one-argument function, given `x` and `y = f(x)`.
@@ -467,7 +470,7 @@ fn derivative<B: Arrays>(b: &mut B, op: Special, x: &B::A, y: &B::A) -> Result<B
                 _ => Special::Y0,
             };
             let f0 = special(b, lower, &[x])?;
-            let over_x = limit_at_zero(b, x, 0.5, |b, x| {
+            let over_x = limit_at_zero(b, x, 1.0, (0.5, 0.0), |b, x| {
                 let f1 = special(b, op, &[x])?;
                 binary(b, Binary::Div, &f1, x)
             })?;
@@ -483,7 +486,7 @@ fn derivative<B: Arrays>(b: &mut B, op: Special, x: &B::A, y: &B::A) -> Result<B
         // i0e(x) - i1e(x)/x - sign(x)·i1e(x): ½ at 0.
         Special::I1e => {
             let i0e = special(b, Special::I0e, &[x])?;
-            let over_x = limit_at_zero(b, x, 0.5, |b, x| {
+            let over_x = limit_at_zero(b, x, 1.0, (0.5, 0.0), |b, x| {
                 let f1 = special(b, op, &[x])?;
                 binary(b, Binary::Div, &f1, x)
             })?;
@@ -492,8 +495,9 @@ fn derivative<B: Arrays>(b: &mut B, op: Special, x: &B::A, y: &B::A) -> Result<B
             let d = binary(b, Binary::Sub, &i0e, &over_x)?;
             binary(b, Binary::Sub, &d, &sy)
         }
-        // K'(m) = (E - (1 - m)K) / (2m(1 - m)), π/8 at 0.
-        Special::Ellipk => limit_at_zero(b, x, PI / 8.0, |b, m| {
+        // K'(m) = (E - (1 - m)K) / (2m(1 - m)); π/8 + 9π/64·m near 0 (K's series,
+        // DLMF 19.5.1).
+        Special::Ellipk => limit_at_zero(b, x, 0.5, (PI / 8.0, 9.0 * PI / 64.0), |b, m| {
             let e = special(b, Special::Ellipe, &[m])?;
             let k = special(b, Special::Ellipk, &[m])?;
             let one_minus = unary(b, Unary::Neg, m)?;
@@ -504,8 +508,8 @@ fn derivative<B: Arrays>(b: &mut B, op: Special, x: &B::A, y: &B::A) -> Result<B
             let den = scale(b, 2.0, &den)?;
             binary(b, Binary::Div, &num, &den)
         }),
-        // E'(m) = (E - K) / (2m), -π/8 at 0.
-        Special::Ellipe => limit_at_zero(b, x, -PI / 8.0, |b, m| {
+        // E'(m) = (E - K) / (2m); -π/8 - 3π/64·m near 0 (E's series, DLMF 19.5.2).
+        Special::Ellipe => limit_at_zero(b, x, 0.5, (-PI / 8.0, -3.0 * PI / 64.0), |b, m| {
             let e = special(b, Special::Ellipe, &[m])?;
             let k = special(b, Special::Ellipk, &[m])?;
             let num = binary(b, Binary::Sub, &e, &k)?;
