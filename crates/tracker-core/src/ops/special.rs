@@ -633,7 +633,7 @@ mod tests {
         assert_eq!(native1(Special::Ndtr, 0.0), 0.5);
         assert!((native1(Special::Gamma, 5.0) - 24.0).abs() < 1e-12);
         assert_eq!(native2(Special::Xlogy, 0.0, 0.0), 0.0);
-        assert!((native1(Special::LogNdtr, -30.0) - (-454.321_117_905_484_6)).abs() < 1e-9);
+        assert!((native1(Special::LogNdtr, -30.0) - (-454.321_243_956_343_3)).abs() < 1e-9);
     }
 
     #[test]
