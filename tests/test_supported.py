@@ -49,8 +49,9 @@ def test_every_core_elementwise_op_is_reachable() -> None:
     """A core op that is neither a ufunc nor a registered function is exposed nowhere."""
     core, _ = tr._core.ufuncs()
     reachable = set(supported.ufuncs()) | {f.split(".")[-1] for f in supported.functions()}
-    # tracker.nn.functional's activation rows, and erf (scipy.special.erf, by its ufunc name).
-    reachable |= set(tr.nn.functional.CORE_ROWS) | {"erf"}
+    # tracker.nn.functional's activation rows, and scipy.special's erf and expit (by their
+    # ufunc names).
+    reachable |= set(tr.nn.functional.CORE_ROWS) | {"erf", "expit"}
     assert set(core) - reachable == set()
 
 

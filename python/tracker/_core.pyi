@@ -35,12 +35,15 @@ __all__ = [
     "nobacksies",
     "param",
     "place",
+    "polygamma",
     "record_rule",
     "reset_thread_tape",
     "scatter",
     "set_anomaly",
     "set_functions",
     "set_grad_enabled",
+    "special",
+    "special_functions",
     "ufuncs",
     "unary",
     "uncounted",
@@ -295,6 +298,9 @@ def set_functions(table: dict[Any, Any]) -> None:
 def where(condition: Any, a: Any, b: Any) -> Any: ...
 def unary(name: str, x: Any) -> Any: ...
 def ufuncs() -> tuple[list[str], list[str]]: ...
+def special(name: str, *inputs: Any) -> Any: ...
+def polygamma(n: int, x: Any) -> Any: ...
+def special_functions() -> list[tuple[str, bool]]: ...
 def graph(
     x: Any,
 ) -> list[tuple[int, str, list[int] | None, str | None, list[int]]]: ...

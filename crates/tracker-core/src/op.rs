@@ -15,8 +15,9 @@ use crate::ops::binary::Binary;
 use crate::ops::index::Gather;
 use crate::ops::reduce::Reduce;
 use crate::ops::shape::Mask;
+use crate::ops::special::Special;
 use crate::ops::unary::Unary;
-use crate::ops::{binary, index, linalg, reduce, shape};
+use crate::ops::{binary, index, linalg, reduce, shape, special};
 use crate::tape::{Arg, Param};
 use crate::value::{Dtype, Shape, Value};
 
@@ -38,6 +39,8 @@ pub enum Op {
     Nobacksies(Arc<str>),
     Unary(Unary),
     Binary(Binary),
+    /// A special function of `scipy.special`, of one or two arguments.
+    Special(Special),
     /// `where(mask, a, b)`.
     Where(Arc<Mask>),
     Reduce {
@@ -109,6 +112,7 @@ impl Op {
             Op::Nobacksies(_) => "nobacksies",
             Op::Unary(u) => u.name(),
             Op::Binary(b) => b.name(),
+            Op::Special(s) => s.name(),
             Op::Where(_) => "where",
             Op::Reduce { kind, .. } => kind.name(),
             Op::Matmul => "matmul",
@@ -145,6 +149,7 @@ impl Op {
             (Op::Nobacksies(_), [x, ..]) => Ok((*x).clone()),
             (Op::Unary(u), [x]) => Ok(map_value!(x, a => u.forward(a)?)),
             (Op::Binary(b), [x, y]) => b.forward(x, y),
+            (Op::Special(s), _) => special::forward(*s, inputs),
             (Op::Where(mask), [x, y]) => shape::select(mask, x, y),
             (
                 Op::Reduce {
@@ -201,6 +206,7 @@ impl Op {
             (Op::Binary(op), [x1, x2]) => {
                 binary::pullback(b, *op, x1, x2, y, dy, need(0), need(1))?
             }
+            (Op::Special(s), _) => special::pullback(b, *s, inputs, y, dy, needs)?,
             (Op::Where(mask), [x1, x2]) => {
                 shape::select_pullback(b, mask, x1, x2, dy, need(0), need(1))?
             }

@@ -691,7 +691,12 @@ pub(crate) fn new_handle(arena: &mut Arena, tape: &Arc<Tape>, id: NodeId) -> Tra
 fn unifies_dtypes(op: &Op) -> bool {
     matches!(
         op,
-        Op::Binary(_) | Op::Where(_) | Op::Matmul | Op::Solve | Op::SolveTriangular { .. }
+        Op::Binary(_)
+            | Op::Special(_)
+            | Op::Where(_)
+            | Op::Matmul
+            | Op::Solve
+            | Op::SolveTriangular { .. }
     )
 }
 

@@ -12,6 +12,7 @@ use tracker_core::ops::binary::Binary;
 use tracker_core::ops::index::{IndexItem, plan};
 use tracker_core::ops::reduce::{Reduce, cumprod};
 use tracker_core::ops::shape::Mask;
+use tracker_core::ops::special::Special;
 use tracker_core::ops::unary::Unary;
 use tracker_core::{
     Arg, Dtype, Live, Output, Result, Shape, Tracked, Value, apply, enter_scope, gradient, hessian,
@@ -117,6 +118,48 @@ fn cases() -> Vec<Case> {
             format!("{} (constant right)", b.name()),
             vec![2, 3],
             Box::new(move |x| op(Op::Binary(b), &[me(x), constant(&[3, 1, 1], 3)])),
+        ));
+    }
+    // The special functions whose values and derivatives are all computed in the core
+    // (the others need SciPy: tests/test_special.py checks them through Python).
+    for s in [
+        Special::Erfc,
+        Special::Logit,
+        Special::Ndtr,
+        Special::LogNdtr,
+        Special::J0,
+        Special::J1,
+        Special::Y0,
+        Special::Y1,
+    ] {
+        // Inputs in [0.45, 0.95) for logit's (0, 1), else [0.5, 1.5).
+        let (scale, offset) = if s == Special::Logit {
+            (0.5, 0.2)
+        } else {
+            (1.0, 0.0)
+        };
+        let scalar = |v: f64| Arg::Value(Value::scalar(v, Dtype::F64));
+        cases.push((
+            s.name().into(),
+            vec![2, 3],
+            Box::new(move |x| {
+                let scaled = op(Op::Binary(Binary::Mul), &[me(x), scalar(scale)])?;
+                let moved = op(
+                    Op::Binary(Binary::Add),
+                    &[Arg::Tracked(scaled), scalar(offset)],
+                )?;
+                op(Op::Special(s), &[Arg::Tracked(moved)])
+            }),
+        ));
+    }
+    for s in [Special::Xlogy, Special::Xlog1py] {
+        cases.push((
+            format!("{} (both tracked)", s.name()),
+            vec![2, 3],
+            Box::new(move |x| {
+                let sq = op(Op::Binary(Binary::Mul), &[me(x), me(x)])?;
+                op(Op::Special(s), &[Arg::Tracked(sq), me(x)])
+            }),
         ));
     }
     for &kind in Reduce::ALL {
@@ -550,4 +593,20 @@ fn prod_is_twice_differentiable_at_zeros() -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[test]
+fn special_functions_without_an_evaluator_say_scipy_is_needed() {
+    let x = Value::from_vec(&[2], vec![0.5, 1.5]).unwrap_or(Value::scalar(0.5, Dtype::F64));
+    for &s in Special::ALL.iter().filter(|s| !s.native()) {
+        let inputs = vec![Arg::Value(x.clone()); s.arity()];
+        let message = apply(Op::Special(s), &inputs).err().map(|e| e.to_string());
+        assert!(
+            message
+                .as_deref()
+                .is_some_and(|m| m.contains("install scipy")),
+            "{}: {message:?}",
+            s.name()
+        );
+    }
 }

@@ -8,6 +8,7 @@ mod nn;
 mod ops;
 mod rules;
 mod scope;
+mod special;
 mod tracked;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -352,6 +353,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     tracker_core::set_location_hook(location);
     tracker_core::set_interrupt_hook(interrupted);
     tracker_core::set_retire_hook(rules::tape_cleared);
+    tracker_core::ops::special::set_evaluator(special::evaluate);
     m.add_function(wrap_pyfunction!(param, m)?)?;
     m.add_function(wrap_pyfunction!(back, m)?)?;
     m.add_function(wrap_pyfunction!(grad, m)?)?;
@@ -366,6 +368,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cumsum, m)?)?;
     m.add_function(wrap_pyfunction!(unary, m)?)?;
     m.add_function(wrap_pyfunction!(ufuncs, m)?)?;
+    m.add_function(wrap_pyfunction!(special::special_py, m)?)?;
+    m.add_function(wrap_pyfunction!(special::polygamma, m)?)?;
+    m.add_function(wrap_pyfunction!(special::special_functions, m)?)?;
     m.add_function(wrap_pyfunction!(graph, m)?)?;
     m.add_function(wrap_pyfunction!(cumprod, m)?)?;
     m.add_function(wrap_pyfunction!(dot_py, m)?)?;

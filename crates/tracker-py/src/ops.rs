@@ -394,6 +394,7 @@ const UFUNC_ALIASES: &[(&str, &str)] = &[
     ("degrees", "rad2deg"),
     ("true_divide", "divide"),
     ("float_power", "power"),
+    ("expit", "sigmoid"),
 ];
 
 /// Ufuncs the boundary composes of core ops (see the end of `array_ufunc`).
@@ -546,6 +547,16 @@ pub fn array_ufunc(
             )));
         };
         return outer(py, op, &arg(0)?, &arg(1)?);
+    }
+    // SciPy's special functions arrive as ufuncs too.
+    if let Some(op) = crate::special::from_ufunc(name).filter(|op| op.arity() == inputs.len()) {
+        return crate::special::call(py, op, inputs);
+    }
+    if name == "_riemann_zeta" {
+        return Err(PyTypeError::new_err(
+            "scipy.special.zeta(x) has no derivative with respect to x here (neither SciPy nor \
+             PyTorch offers one); Hurwitz's zeta(x, q) differentiates in q",
+        ));
     }
     match (inputs.len(), ufunc_unary(name), ufunc_binary(name)) {
         (1, Some(op), _) => {

@@ -382,8 +382,16 @@ macro_rules! tracked_methods {
             }
 
             #[pyo3(signature = (dtype=None, copy=None))]
-            fn __array__(&self, dtype: Option<&Bound<'_, PyAny>>, copy: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+            fn __array__(&self, py: Python<'_>, dtype: Option<&Bound<'_, PyAny>>, copy: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
                 let _ = (dtype, copy);
+                // A SciPy function with a home in tracker.scipy says so.
+                if let Ok(Some(message)) = py
+                    .import("tracker.scipy")
+                    .and_then(|m| m.call_method0("_refusal"))
+                    .and_then(|m| m.extract::<Option<String>>())
+                {
+                    return Err(PyTypeError::new_err(message));
+                }
                 Err(ops::refuse(
                     "converting a tracked value to a NumPy array (np.asarray, np.array([...]))",
                     "use tr.data(x) for its plain value, or np.stack to build an array from \

@@ -6,4 +6,5 @@ pub mod index;
 pub mod linalg;
 pub mod reduce;
 pub mod shape;
+pub mod special;
 pub mod unary;
