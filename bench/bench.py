@@ -26,6 +26,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -721,18 +722,34 @@ def _status_kb(field: str) -> int:
     raise OSError(f"{field} not in /proc/self/status")
 
 
-def measure_memory(run: Callable[[], Any], calls: int = 2) -> float | None:
-    """Peak resident memory during `calls` calls minus the memory just before (MB)."""
+def measure_memory(run: Callable[[], Any], calls: int = 2) -> tuple[float | None, str]:
+    """Peak resident memory during `calls` calls minus the memory just before (MB).
+
+    The peak is the kernel's high-water mark (VmHWM), reset to the current RSS by
+    writing 5 to /proc/self/clear_refs. Where that is refused, the worker is still a
+    fresh process that has done nothing but import and build its inputs: a peak above
+    that earlier one is exact, otherwise only an upper bound is known. Returns the
+    megabytes and how they were measured ("reset", "fresh" or "bound"); (None, why)
+    without /proc.
+    """
     try:
         gc.collect()
-        with open("/proc/self/clear_refs", "w") as clear:
-            clear.write("5")  # resets the peak (VmHWM) to the current RSS
+        try:
+            with open("/proc/self/clear_refs", "w") as clear:
+                clear.write("5")
+            method = "reset"
+        except OSError:
+            method = "fresh"
         before = _status_kb("VmRSS")
+        earlier_peak = _status_kb("VmHWM")
         for _ in range(calls):
             run()
-        return (_status_kb("VmHWM") - before) / 1024
-    except OSError:
-        return None
+        peak = _status_kb("VmHWM")
+    except OSError as error:
+        return None, f"unavailable: {error}"
+    if method == "fresh" and peak <= earlier_peak:
+        method = "bound"  # the calls stayed under the imports' peak: at most this much
+    return max(peak - before, 0) / 1024, method
 
 
 def time_batches(
@@ -771,7 +788,8 @@ def worker(args: argparse.Namespace) -> int:
         else:
             result.update(version=runner.version, kind=runner.kind)
             if wl.memory and not args.smoke:
-                result["memory_mb"] = measure_memory(runner.run)
+                # first, in the fresh process: two gradient calls, nothing before them
+                result["memory_mb"], result["memory_method"] = measure_memory(runner.run)
             result["check"] = check(wl, runner)
             if args.smoke:
                 result["status"] = "ok"
@@ -800,7 +818,45 @@ def worker(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- driver
 
 
-def run_worker(framework_name: str, workload_id: str, args: argparse.Namespace) -> dict[str, Any]:
+Threads = int | None  # a thread count for every library, or None for their defaults
+
+
+def parse_threads(spec: str | None) -> list[Threads]:
+    """`--threads`: "default", a count, or several, comma-separated ("default,1")."""
+    if spec is None:
+        return [None]
+    settings: list[Threads] = []
+    for item in spec.split(","):
+        item = item.strip()
+        if item == "default":
+            settings.append(None)
+        elif item.isdigit() and int(item) > 0:
+            settings.append(int(item))
+        else:
+            raise SystemExit(f"--threads: {item!r} is neither 'default' nor a positive count")
+    return list(dict.fromkeys(settings))
+
+
+def threads_label(threads: Threads) -> str:
+    return "default" if threads is None else str(threads)
+
+
+def worker_env(threads: Threads) -> dict[str, str]:
+    env = dict(os.environ)
+    if threads is not None:
+        for name in THREAD_VARIABLES:
+            env[name] = str(threads)
+        if threads == 1:
+            env["XLA_FLAGS"] = (
+                env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+            ).strip()
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    return env
+
+
+def run_worker(
+    framework_name: str, workload_id: str, args: argparse.Namespace, threads: Threads = None
+) -> dict[str, Any]:
     command = [
         sys.executable,
         os.path.abspath(__file__),
@@ -813,42 +869,29 @@ def run_worker(framework_name: str, workload_id: str, args: argparse.Namespace) 
     ]
     if args.smoke:
         command.append("--smoke")
-    env = dict(os.environ)
-    if args.threads is not None:
-        for name in THREAD_VARIABLES:
-            env[name] = str(args.threads)
-        if args.threads == 1:
-            env["XLA_FLAGS"] = (
-                env.get("XLA_FLAGS", "")
-                + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-            ).strip()
-    env.setdefault("JAX_PLATFORMS", "cpu")
+    head = {"framework": framework_name, "workload": workload_id}
     try:
         done = subprocess.run(
             command,
-            env=env,
+            env=worker_env(threads),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             timeout=WORKER_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired:
-        return {
-            "framework": framework_name,
-            "workload": workload_id,
-            "status": "error",
-            "error": f"worker timed out after {WORKER_TIMEOUT_S} s",
-        }
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX) :])
-    tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
-    return {
-        "framework": framework_name,
-        "workload": workload_id,
-        "status": "error",
-        "error": f"worker exited with {done.returncode} and no result:\n{tail}",
-    }
+        result = {**head, "status": "error", "error": f"timed out after {WORKER_TIMEOUT_S} s"}
+    else:
+        for line in reversed(done.stdout.splitlines()):
+            if line.startswith(RESULT_PREFIX):
+                result = json.loads(line[len(RESULT_PREFIX) :])
+                break
+        else:
+            tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
+            error = f"worker exited with {done.returncode} and no result:\n{tail}"
+            result = {**head, "status": "error", "error": error}
+    result["threads"] = threads_label(threads)
+    return result
 
 
 def format_time(seconds: float | None) -> str:
@@ -875,6 +918,13 @@ def format_ratio(value: float | None) -> str:
     return f"{value:.{digits}f}x"
 
 
+def format_memory(r: dict[str, Any]) -> str:
+    mb = r.get("memory_mb")
+    if mb is None:
+        return "-"
+    return ("≤ " if r.get("memory_method") == "bound" else "") + f"{mb:.0f}"
+
+
 def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
     lines = [
@@ -885,15 +935,21 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def render_markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def add_ratios(results: list[dict[str, Any]]) -> None:
-    """Ratio of each timing to the NumPy forward pass of the same workload."""
+    """Ratio of each timing to the NumPy forward pass of the same workload and threads."""
     floors = {
-        r["workload"]: r
+        (r.get("threads"), r["workload"]): r
         for r in results
         if r["framework"] == "numpy" and r["status"] == "ok" and "median_s" in r
     }
     for r in results:
-        floor = floors.get(r["workload"])
+        floor = floors.get((r.get("threads"), r["workload"]))
         if r["status"] == "ok" and "median_s" in r:
             if floor is not None:
                 r["ratio_median"] = r["median_s"] / floor["median_s"]
@@ -903,67 +959,121 @@ def add_ratios(results: list[dict[str, Any]]) -> None:
                 r["us_per_op_min"] = r["min_s"] / r["n_ops"] * 1e6
 
 
-def report(results: list[dict[str, Any]], workload_ids: list[str], titles: dict[str, str]) -> str:
-    out = []
+def _find(results: list[dict[str, Any]], threads: str, name: str, wid: str) -> dict | None:
+    for r in results:
+        if (r.get("threads"), r["framework"], r["workload"]) == (threads, name, wid):
+            return r
+    return None
+
+
+def summary(
+    results: list[dict[str, Any]], threads: str, workload_ids: list[str]
+) -> tuple[list[str], list[list[str]]]:
+    """WORKLOADS.md's table: ratio of medians to NumPy's forward pass; W2 in µs/op; tape MB."""
+    mine = [r for r in results if r.get("threads") == threads]
+    frameworks = list(dict.fromkeys(r["framework"] for r in mine))
+    memory_ids = [
+        wid for wid in workload_ids if any("memory_mb" in r for r in mine if r["workload"] == wid)
+    ]
+    header = ["framework"]
     for wid in workload_ids:
-        rows = []
-        has_ops = any(r.get("n_ops") for r in results if r["workload"] == wid)
-        has_memory = any("memory_mb" in r for r in results if r["workload"] == wid)
-        for r in results:
-            if r["workload"] != wid or r["status"] != "ok":
-                continue
-            row = [
-                r["framework"],
-                r.get("version", ""),
-                format_time(r["median_s"]),
-                format_time(r["min_s"]),
-                format_ratio(r.get("ratio_median")),
-                format_ratio(r.get("ratio_min")),
-            ]
-            if has_ops:
-                row.append(_significant(r["us_per_op_median"]) if "us_per_op_median" in r else "-")
-            if has_memory:
-                mb = r.get("memory_mb")
-                row.append("-" if mb is None else f"{mb:.1f}")
-            rows.append(row)
-        header = ["framework", "version", "median", "min", "ratio (median)", "ratio (min)"]
-        if has_ops:
-            header.append("µs/op (median)")
-        if has_memory:
-            header.append("tape MB")
-        out.append(f"{wid}: {titles[wid]}")
-        out.append(render_table(header, rows) if rows else "(no timings)")
-        out.append("")
-    # Summary: the WORKLOADS.md table, ratio of medians to the NumPy forward pass.
-    frameworks = list(dict.fromkeys(r["framework"] for r in results))
+        per_op = any(r.get("n_ops") for r in mine if r["workload"] == wid)
+        header.append(f"{wid} (µs/op)" if per_op else wid)
+    header += [f"{wid} tape MB" for wid in memory_ids]
     rows = []
     for name in frameworks:
+        if all(
+            (r := _find(mine, threads, name, wid)) is None or r["status"] == "missing"
+            for wid in workload_ids
+        ):
+            continue  # not installed: said once below the table, not in a row of dashes
         row = [name]
         for wid in workload_ids:
-            r = next((r for r in results if r["framework"] == name and r["workload"] == wid), None)
+            r = _find(mine, threads, name, wid)
             if r is None or r["status"] != "ok" or "median_s" not in r:
                 status = "-" if r is None else r["status"]
                 row.append({"missing": "not installed", "ok": "-"}.get(status, status))
                 continue
             cell = format_ratio(r.get("ratio_median"))
             if "us_per_op_median" in r:
-                cell += f" ({_significant(r['us_per_op_median'])} µs/op)"
+                cell += f" ({_significant(r['us_per_op_median'])})"
             row.append(cell)
+        for wid in memory_ids:
+            r = _find(mine, threads, name, wid)
+            row.append("-" if r is None else format_memory(r))
         rows.append(row)
-    out.append("Gradient time / NumPy forward time (medians):")
-    out.append(render_table(["framework", *workload_ids], rows))
-    return "\n".join(out)
+    return header, rows
 
 
-def machine_info(args: argparse.Namespace) -> dict[str, Any]:
+def missing_frameworks(results: list[dict[str, Any]]) -> list[str]:
+    return sorted({r["framework"] for r in results if r["status"] == "missing"})
+
+
+def report(
+    results: list[dict[str, Any]],
+    workload_ids: list[str],
+    titles: dict[str, str],
+    thread_labels: list[str],
+) -> str:
+    out = []
+    for threads in thread_labels:
+        mine = [r for r in results if r.get("threads") == threads]
+        out.append(f"==== threads: {threads}")
+        for wid in workload_ids:
+            rows = []
+            has_ops = any(r.get("n_ops") for r in mine if r["workload"] == wid)
+            has_memory = any("memory_mb" in r for r in mine if r["workload"] == wid)
+            for r in mine:
+                if r["workload"] != wid or r["status"] != "ok" or "median_s" not in r:
+                    continue
+                row = [
+                    r["framework"],
+                    r.get("version", ""),
+                    format_time(r["median_s"]),
+                    format_time(r["min_s"]),
+                    format_ratio(r.get("ratio_median")),
+                    format_ratio(r.get("ratio_min")),
+                ]
+                if has_ops:
+                    row.append(_significant(r["us_per_op_median"]) if r.get("n_ops") else "-")
+                if has_memory:
+                    row.append(format_memory(r))
+                rows.append(row)
+            header = ["framework", "version", "median", "min", "ratio (median)", "ratio (min)"]
+            if has_ops:
+                header.append("µs/op (median)")
+            if has_memory:
+                header.append("tape MB")
+            out.append(f"{wid}: {titles[wid]}")
+            out.append(render_table(header, rows) if rows else "(no timings)")
+            out.append("")
+        out.append(f"Gradient time / NumPy forward time (medians), threads: {threads}:")
+        out.append(render_table(*summary(results, threads, workload_ids)))
+        out.append("")
+    missing = missing_frameworks(results)
+    if missing:
+        out.append(f"not installed: {', '.join(missing)}")
+    return "\n".join(out).rstrip()
+
+
+def versions(results: list[dict[str, Any]]) -> dict[str, str]:
+    """Each framework's version, as its worker reported it."""
+    found: dict[str, str] = {}
+    for r in results:
+        if r.get("version"):
+            found.setdefault(r["framework"], r["version"])
+    return found
+
+
+def machine_info(args: argparse.Namespace, thread_settings: list[Threads]) -> dict[str, Any]:
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": _cpu_model() or platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
-        "threads": "default" if args.threads is None else args.threads,
+        "threads": [threads_label(t) for t in thread_settings],
         "rounds": args.rounds,
         "batches_per_round": args.batches,
         "batch_time_s": args.batch_time,
@@ -971,47 +1081,152 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+# --------------------------------------------------------------------------- README
+
+README_START = "<!-- bench: start -->"
+README_END = "<!-- bench: end -->"
+README_HEADING = "## Performance"
+
+
+TIMES = re.compile(r"(\d)x\b")  # 2.50x -> 2.50 times, in the README
+LABELS = {  # the README's names for the frameworks
+    "numpy": "NumPy forward, no AD (the floor)",
+    "numpy-grad": "NumPy, gradient derived by hand",
+    "tracker": "tracker",
+    "torch": "PyTorch eager autograd",
+    "jax": "JAX eager `grad` (no jit)",
+    "jax-jit": "JAX `jit(value_and_grad)`",
+    "autograd": "HIPS autograd",
+    "mygrad": "mygrad",
+}
+
+
+def readme_section(
+    results: list[dict[str, Any]],
+    workload_ids: list[str],
+    info: dict[str, Any],
+    thread_labels: list[str],
+) -> str:
+    """The README's table of ratios from this run, with the machine, date and versions."""
+    found = versions(results)
+    listed = ", ".join(
+        f"{name} {v}" for name, v in found.items() if name not in ("numpy-grad", "jax-jit")
+    )
+    batches = info["rounds"] * info["batches_per_round"]
+    lines = [
+        README_START,
+        "",
+        "Gradient time (forward + backward, gradients returned as arrays) as a ratio to",
+        "NumPy's forward pass of the same function, the median of "
+        f"{batches} batch{'es' if batches != 1 else ''}; lower is",
+        "better. W2 also in µs per recorded op. Tape MB: peak resident memory of a fresh",
+        "process during two gradient calls, minus the memory before them. The workloads",
+        "are described in [bench/README.md](bench/README.md); the table is written by",
+        "`python3 bench/bench.py --threads default,1 --readme README.md` (one run).",
+        "",
+        f"Measured {info['date'][:10]} on {info['processor']} ({info['cpus']} CPUs), "
+        f"{info['platform']}, Python {info['python']}; {listed}.",
+        "",
+    ]
+    for threads in thread_labels:
+        title = "Default threads" if threads == "default" else f"Threads: {threads}"
+        header, rows = summary(results, threads, workload_ids)
+        rows = [
+            [LABELS.get(row[0], row[0]), *(TIMES.sub("\\1\u00d7", c) for c in row[1:])]
+            for row in rows
+        ]
+        lines += [f"**{title}**", "", render_markdown(header, rows), ""]
+    missing = missing_frameworks(results)
+    if missing:
+        lines += [f"Not installed for this run: {', '.join(missing)}.", ""]
+    lines.append(README_END)
+    return "\n".join(lines)
+
+
+def rewrite_readme(path: str, section: str) -> None:
+    """Replace the marked section of `path`, or add it under a Performance heading."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    start, end = text.find(README_START), text.find(README_END)
+    if start >= 0 and end > start:
+        text = text[:start] + section + text[end + len(README_END) :]
+    elif start >= 0 or end >= 0:
+        raise SystemExit(f"{path}: one of {README_START!r} and {README_END!r} without the other")
+    else:
+        block = f"{README_HEADING}\n\n{section}\n"
+        at = text.find("\n## License")  # before the license, else at the end
+        if at < 0:
+            text = text.rstrip("\n") + "\n\n" + block
+        else:
+            text = text[: at + 1] + block + "\n" + text[at + 1 :]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+# --------------------------------------------------------------------------- main
+
+
 def driver(args: argparse.Namespace) -> int:
     workload_ids = _select(args.workloads, WORKLOADS, "workload")
     default = SMOKE_FRAMEWORKS if args.smoke else None
     framework_names = _select(args.frameworks, FRAMEWORKS, "framework", default)
-    info = machine_info(args)
+    thread_settings = parse_threads(args.threads)
+    if args.readme and args.smoke:
+        raise SystemExit("--readme needs timings: drop --smoke")
+    info = machine_info(args, thread_settings)
     mode = "smoke (correctness only)" if args.smoke else "timing"
     print(
         f"bench: {mode}; Python {info['python']}, NumPy {info['numpy']}, "
-        f"{info['cpus']} CPUs, threads: {info['threads']}",
+        f"{info['cpus']} CPUs, threads: {', '.join(info['threads'])}",
         flush=True,
     )
     titles = {wid: WORKLOADS[wid]().title for wid in workload_ids}
     # Rounds interleave the frameworks in time, so that a change in the machine's
     # load during the run spreads over all of them instead of skewing one ratio.
     rounds = 1 if args.smoke else args.rounds
-    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    merged: dict[tuple[str, str, str], dict[str, Any]] = {}
     failed = False
-    for round_number in range(rounds):
-        if rounds > 1:
-            print(f"-- round {round_number + 1} of {rounds}", flush=True)
-        for wid in workload_ids:
-            for name in framework_names:
-                key = (wid, name)
-                if key in merged and merged[key]["status"] != "ok":
-                    continue  # missing or failed: once is enough
-                r = run_worker(name, wid, args)
-                failed |= _print_progress(wid, name, r, args)
-                if key in merged and r["status"] == "ok":
-                    _merge_round(merged[key], r)
-                else:
-                    merged[key] = r
+    for threads in thread_settings:
+        label = threads_label(threads)
+        for round_number in range(rounds):
+            if rounds > 1 or len(thread_settings) > 1:
+                print(f"-- threads {label}, round {round_number + 1} of {rounds}", flush=True)
+            for wid in workload_ids:
+                for name in framework_names:
+                    key = (label, wid, name)
+                    if key in merged and merged[key]["status"] != "ok":
+                        continue  # missing or failed: once is enough
+                    r = run_worker(name, wid, args, threads)
+                    failed |= _print_progress(wid, name, r, args)
+                    if key in merged and r["status"] == "ok":
+                        _merge_round(merged[key], r)
+                    else:
+                        merged[key] = r
     results = list(merged.values())
+    labels = [threads_label(t) for t in thread_settings]
     if not args.smoke:
         add_ratios(results)
         print()
-        print(report(results, workload_ids, titles))
+        print(report(results, workload_ids, titles, labels))
     if args.json:
         with open(args.json, "w") as out:
             json.dump({"machine": info, "results": results}, out, indent=2)
             out.write("\n")
         print(f"\nwrote {args.json}")
+    if args.readme:
+        rewrite_readme(args.readme, readme_section(results, workload_ids, info, labels))
+        print(f"wrote the table into {args.readme}")
     counts = {s: sum(r["status"] == s for r in results) for s in ("ok", "missing", "error")}
     print(
         f"\nbench: {counts['ok']} ok, {counts['error']} failed, {counts['missing']} not installed"
@@ -1033,7 +1248,8 @@ def _print_progress(wid: str, name: str, r: dict[str, Any], args: argparse.Names
         print(f"{wid} {name}: ERROR\n{_indent(r['error'])}", flush=True)
         return True
     timing = "" if args.smoke else f"; median {format_time(r['median_s'])}"
-    print(f"{wid} {name} {r['version']}: {r['check']}{timing}", flush=True)
+    memory = f"; tape {format_memory(r)} MB" if r.get("memory_mb") is not None else ""
+    print(f"{wid} {name} {r['version']}: {r['check']}{timing}{memory}", flush=True)
     return False
 
 
@@ -1042,8 +1258,10 @@ def _merge_round(total: dict[str, Any], new: dict[str, Any]) -> None:
     times = total["batch_times_s"] + new["batch_times_s"]
     total.update(batch_times_s=times, median_s=statistics.median(times), min_s=min(times))
     total["rounds"] = total.get("rounds", 1) + 1
-    if new.get("memory_mb") is not None:
-        total["memory_mb"] = min(total.get("memory_mb") or math.inf, new["memory_mb"])
+    # the least of the rounds' memory: a fresh process each, the others saw extra noise
+    mb = new.get("memory_mb")
+    if mb is not None and (total.get("memory_mb") is None or mb < total["memory_mb"]):
+        total["memory_mb"], total["memory_method"] = new["memory_mb"], new["memory_method"]
 
 
 def _select(
@@ -1072,13 +1290,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar=("FRAMEWORK", "WORKLOAD"),
         help="internal: run one framework on one workload and print its result as JSON",
     )
-    parser.add_argument("--smoke", action="store_true", help="run each workload once, no timing")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="run each workload once, gradients checked, no timing\n"
+        f"(frameworks: {', '.join(SMOKE_FRAMEWORKS)} unless --frameworks names others)",
+    )
     parser.add_argument("--workloads", help=f"comma-separated, of: {', '.join(WORKLOADS)}")
     parser.add_argument("--frameworks", help=f"comma-separated, of: {', '.join(FRAMEWORKS)}")
     parser.add_argument(
-        "--threads", type=int, help="thread count for every library (default: theirs)"
+        "--threads",
+        help="thread count for every library: 'default' (theirs), a number, or both\n"
+        "comma-separated for a table each ('default,1')",
     )
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
+    parser.add_argument(
+        "--readme",
+        metavar="PATH",
+        help=f"rewrite the section of PATH between {README_START} and {README_END}\n"
+        f"(added under '{README_HEADING}' if absent) with this run's tables",
+    )
     parser.add_argument(
         "--allow-missing",
         action="store_true",
