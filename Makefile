@@ -8,6 +8,8 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 PY_PATHS := python tests bench examples
 BENCH_ARGS ?=
+# the interpreter that runs the benchmarks (one with the peers installed includes them)
+BENCH_PYTHON ?= $(PYTHON)
 
 export PIP_DISABLE_PIP_VERSION_CHECK ?= 1
 export PIP_ROOT_USER_ACTION ?= ignore
@@ -20,7 +22,7 @@ help:
 	@echo "make test-slow  the long runs behind pytest's slow marker"
 	@echo "make lint    cargo fmt --check, clippy -D warnings, ruff, ruff format --check, stubtest"
 	@echo "make format  cargo fmt, ruff's import sorting, ruff format"
-	@echo "make bench   the benchmarks of bench/WORKLOADS (BENCH_ARGS='--threads 1' etc.)"
+	@echo "make bench   the benchmarks of bench/README.md (BENCH_ARGS='--threads default,1' etc.)"
 
 build:
 	$(PIP) install -e .
@@ -29,11 +31,10 @@ build:
 dev:
 	$(PIP) install -e '.[test]'
 
+# pytest runs the examples and the benchmarks' correctness pass too
 test: dev
 	cargo test -p tracker-core
 	$(PYTHON) -m pytest
-	$(PYTHON) examples/readme.py
-	$(PYTHON) bench/bench.py --smoke
 
 # the long runs (fuzzing, memory over 10^5 steps), behind pytest's slow marker
 test-slow: dev
@@ -52,7 +53,7 @@ format:
 	$(PYTHON) -m ruff format $(PY_PATHS)
 
 bench: build
-	$(PYTHON) bench/bench.py --json bench/results.json $(BENCH_ARGS)
+	$(BENCH_PYTHON) bench/bench.py --json bench/results.json $(BENCH_ARGS)
 
 clean:
 	cargo clean

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -56,20 +57,36 @@ class Workload:
     """One benchmark: inputs, the loss written once for every framework, its gradient by hand.
 
     `loss(m, params, consts)` computes the scalar loss with the array namespace `m`
-    (see `Ops`); `params` are differentiated, `consts` are not. `grad(params, consts)`
-    is the gradient with respect to each of `params`, derived by hand in NumPy.
+    (see `Ops`); `params` are differentiated, `consts` are not. `params` reach the loss
+    as a tuple, or as a dict keyed by `names` when those are given (W3's `{W1, b1, W2,
+    b2}`). `grad(params, consts)` is the gradient with respect to each of `params`,
+    derived by hand in NumPy, as a tuple in the order of `params`.
     """
 
     id: str
     title: str
     params: tuple[np.ndarray, ...]
     consts: tuple[np.ndarray, ...]
-    loss: Callable[[Ops, Sequence[Any], Sequence[Any]], Any]
+    loss: Callable[[Ops, Any, Sequence[Any]], Any]
     grad: Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], tuple[np.ndarray, ...]]
+    names: tuple[str, ...] | None = None  # the parameters are passed as one dict
     n_ops: int | None = None  # recorded operations, for a per-op time
     analytic: bool = True  # holomorphic in params: the complex-step check applies
     memory: bool = False  # also measure the tape's transient memory
     rtol: float = 1e-9  # gradient check tolerance, relative to the largest entry
+    value_rtol: float = 1e-12  # loss check tolerance, relative to the loss
+
+    def pack(self, leaves: Sequence[Any]) -> Any:
+        """The parameters as the loss takes them: a tuple, or a dict keyed by `names`."""
+        if self.names is None:
+            return tuple(leaves)
+        return dict(zip(self.names, leaves, strict=True))
+
+    def unpack(self, packed: Any) -> tuple[Any, ...]:
+        """The inverse of `pack`: a tuple in the order of `params`."""
+        if self.names is None:
+            return tuple(packed)
+        return tuple(packed[name] for name in self.names)
 
 
 WORKLOADS: dict[str, Callable[[], Workload]] = {}
@@ -151,15 +168,207 @@ def w2() -> Workload:
     )
 
 
+W3_BATCH, W3_IN, W3_HIDDEN, W3_OUT = 64, 784, 256, 10
+
+
+@workload
+def w3() -> Workload:
+    rng = np.random.default_rng(3)
+    f32 = np.float32
+    params = (
+        (rng.standard_normal((W3_IN, W3_HIDDEN)) / np.sqrt(W3_IN)).astype(f32),
+        (0.1 * rng.standard_normal(W3_HIDDEN)).astype(f32),
+        (rng.standard_normal((W3_HIDDEN, W3_OUT)) / np.sqrt(W3_HIDDEN)).astype(f32),
+        (0.1 * rng.standard_normal(W3_OUT)).astype(f32),
+    )
+    X = rng.standard_normal((W3_BATCH, W3_IN)).astype(f32)
+    labels = rng.integers(0, W3_OUT, W3_BATCH)
+    Y = np.eye(W3_OUT, dtype=f32)[labels]  # one-hot targets
+    scale = -1.0 / W3_BATCH
+
+    def loss(m, params, consts):
+        X, Y = consts
+        h = m.tanh(X @ params["W1"] + params["b1"])
+        z = h @ params["W2"] + params["b2"]
+        # log-softmax, shifted by the row maxima held constant (the shift cancels)
+        s = z - m.max(m.stop_gradient(z), axis=1, keepdims=True)
+        logp = s - m.log(m.sum(m.exp(s), axis=1, keepdims=True))
+        return m.sum(Y * logp) * scale
+
+    def grad(params, consts):
+        W1, b1, W2, b2 = params
+        X, Y = consts
+        h = np.tanh(X @ W1 + b1)
+        z = h @ W2 + b2
+        e = np.exp(z - np.max(z, axis=1, keepdims=True))
+        p = e / np.sum(e, axis=1, keepdims=True)
+        dz = (p * np.sum(Y, axis=1, keepdims=True) - Y) * -scale
+        dh = (dz @ W2.T) * (1 - h * h)
+        return (X.T @ dh, np.sum(dh, axis=0), h.T @ dz, np.sum(dz, axis=0))
+
+    return Workload(
+        id="W3",
+        title=(
+            f"float32 MLP step: batch {W3_BATCH}, {W3_IN} -> {W3_HIDDEN} (tanh) -> {W3_OUT}, "
+            "log-softmax cross-entropy; gradient for {W1, b1, W2, b2}"
+        ),
+        params=params,
+        consts=(X, Y),
+        loss=loss,
+        grad=grad,
+        names=("W1", "b1", "W2", "b2"),
+        rtol=1e-4,
+        value_rtol=1e-5,
+    )
+
+
+W4_N = 10**6
+
+
+@workload
+def w4() -> Workload:
+    x = np.random.default_rng(4).standard_normal(W4_N)
+
+    def loss(m, params, consts):
+        (x,) = params
+        return m.sum(m.exp(m.sin(x)) * x**2 + m.tanh(x))
+
+    def grad(params, consts):
+        (x,) = params
+        e = np.exp(np.sin(x))
+        t = np.tanh(x)
+        return (e * (np.cos(x) * x + 2.0) * x + (1.0 - t * t),)
+
+    return Workload(
+        id="W4",
+        title="x of 10^6: sum(exp(sin(x)) * x**2 + tanh(x))",
+        params=(x,),
+        consts=(),
+        loss=loss,
+        grad=grad,
+        memory=True,
+        value_rtol=1e-10,  # a sum of 10^6 terms, in whatever order each framework adds
+    )
+
+
+def _rosenbrock_grad(x: np.ndarray) -> np.ndarray:
+    d = x[1:] - x[:-1] ** 2
+    g = np.zeros_like(x)
+    g[1:] = 200.0 * d
+    g[:-1] += -400.0 * x[:-1] * d - 2.0 * (1.0 - x[:-1])
+    return g
+
+
+W5_N = 10**5
+
+
+@workload
+def w5() -> Workload:
+    x = np.random.default_rng(5).uniform(-2.0, 2.0, W5_N)
+
+    def loss(m, params, consts):
+        (x,) = params
+        return m.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+
+    return Workload(
+        id="W5",
+        title="Rosenbrock, vectorised, n = 10^5",
+        params=(x,),
+        consts=(),
+        loss=loss,
+        grad=lambda params, consts: (_rosenbrock_grad(params[0]),),
+        value_rtol=1e-10,
+    )
+
+
+W6_N = 100
+
+
+@workload
+def w6() -> Workload:
+    x = np.random.default_rng(6).uniform(-2.0, 2.0, W6_N)
+
+    def loss(m, params, consts):
+        (x,) = params
+        total = 0.0
+        for i in range(len(x) - 1):
+            total = total + 100 * (x[i + 1] - x[i] ** 2) ** 2 + (1 - x[i]) ** 2
+        return total
+
+    def grad(params, consts):
+        # the same loop over scalars, forward and back, as one would write it by hand
+        (x,) = params
+        g = np.zeros_like(x)
+        for i in range(len(x) - 1):
+            xi = x[i]
+            d = x[i + 1] - xi * xi
+            g[i] += -400.0 * xi * d - 2.0 * (1.0 - xi)
+            g[i + 1] += 200.0 * d
+        return (g,)
+
+    return Workload(
+        id="W6",
+        title=f"Rosenbrock, a Python loop over scalars x[i], n = {W6_N}",
+        params=(x,),
+        consts=(),
+        loss=loss,
+        grad=grad,
+    )
+
+
+W7_N = 512
+
+
+@workload
+def w7() -> Workload:
+    rng = np.random.default_rng(7)
+    # A @ B of unit variance entries, so tanh is neither linear nor saturated
+    params = (
+        rng.standard_normal((W7_N, W7_N)) / np.sqrt(W7_N),
+        rng.standard_normal((W7_N, W7_N)),
+        rng.standard_normal((W7_N, W7_N)),
+    )
+
+    def loss(m, params, consts):
+        A, B, C = params
+        return m.sum(m.tanh(A @ B) @ C)
+
+    def grad(params, consts):
+        # sum's seed is all ones, so the two products with it are row and column sums
+        A, B, C = params
+        H = np.tanh(A @ B)
+        dZ = (1.0 - H * H) * np.sum(C, axis=1)  # d/dH = ones @ C.T, broadcast by rows
+        dC = np.broadcast_to(np.sum(H, axis=0)[:, None], C.shape).copy()  # H.T @ ones
+        return (dZ @ B.T, A.T @ dZ, dC)
+
+    return Workload(
+        id="W7",
+        title=f"A, B, C of {W7_N}x{W7_N}: sum(tanh(A @ B) @ C), gradient for A, B, C",
+        params=params,
+        consts=(),
+        loss=loss,
+        grad=grad,
+        memory=True,
+        value_rtol=1e-10,
+    )
+
+
 # --------------------------------------------------------------------------- frameworks
 
 
 class Ops:
-    """The array namespace a loss is written against: a module, plus `stop_gradient`."""
+    """The array namespace a loss is written against: a module, plus `stop_gradient`.
 
-    def __init__(self, module: Any, stop_gradient: Callable[[Any], Any]) -> None:
+    `overrides` replaces the module's functions where its spelling differs from
+    NumPy's (torch's `max` with `axis=` returns indices too: `amax` does not).
+    """
+
+    def __init__(
+        self, module: Any, stop_gradient: Callable[[Any], Any], **overrides: Callable[..., Any]
+    ) -> None:
         self._module = module
         self.stop_gradient = stop_gradient
+        self.__dict__.update(overrides)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._module, name)
@@ -188,6 +397,8 @@ class Runner:
 
 
 FRAMEWORKS: dict[str, Callable[[Workload], Runner]] = {}
+# What `--smoke` runs unless --frameworks says otherwise (CI has no peers).
+SMOKE_FRAMEWORKS = ("numpy", "numpy-grad", "tracker")
 
 
 def framework(name: str) -> Callable[[Callable[[Workload], Runner]], Callable[[Workload], Runner]]:
@@ -221,14 +432,18 @@ def _version(module: Any, distribution: str) -> str:
     return str(version)
 
 
+def _numpy_loss(wl: Workload) -> Any:
+    return wl.loss(NUMPY_OPS, wl.pack(wl.params), wl.consts)
+
+
 @framework("numpy")
 def numpy_forward(wl: Workload) -> Runner:
     """The forward pass alone, no AD: the floor every ratio is relative to."""
     return Runner(
         version=np.__version__,
         kind="forward",
-        run=lambda: wl.loss(NUMPY_OPS, wl.params, wl.consts),
-        value=lambda: float(wl.loss(NUMPY_OPS, wl.params, wl.consts)),
+        run=lambda: _numpy_loss(wl),
+        value=lambda: float(_numpy_loss(wl)),
     )
 
 
@@ -248,28 +463,48 @@ def tracker(wl: Workload) -> Runner:
     ops = Ops(np, tr.data)
     consts = wl.consts
 
-    def f(*params):
-        return wl.loss(ops, params, consts)
+    if wl.names is None:  # one argument per parameter, as `tr.gradient(f, x)` is used
 
-    def run():
-        return tr.gradient(f, *wl.params)
+        def f(*params):
+            return wl.loss(ops, params, consts)
 
-    def value():
-        val, _grads = tr.withgradient(f, *wl.params)
-        return float(val)
+        def run():
+            return tr.gradient(f, *wl.params)
+
+        def value():
+            return float(tr.withgradient(f, *wl.params)[0])
+
+    else:  # one dict of parameters
+
+        def f(params):
+            return wl.loss(ops, params, consts)
+
+        def run():
+            (grads,) = tr.gradient(f, wl.pack(wl.params))
+            return wl.unpack(grads)
+
+        def value():
+            return float(tr.withgradient(f, wl.pack(wl.params))[0])
 
     return Runner(version=_version(tr, "tracker"), kind="gradient", run=run, value=value)
+
+
+def _torch_max(torch: Any) -> Callable[..., Any]:
+    def amax(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        return torch.amax(x) if axis is None else torch.amax(x, dim=axis, keepdim=keepdims)
+
+    return amax
 
 
 @framework("torch")
 def torch_eager(wl: Workload) -> Runner:
     torch = _import("torch")
-    ops = Ops(torch, lambda t: t.detach())
+    ops = Ops(torch, lambda t: t.detach(), max=_torch_max(torch))
     consts = tuple(torch.from_numpy(c) for c in wl.consts)
 
     def call(want_value: bool):
         leaves = [torch.from_numpy(p).requires_grad_() for p in wl.params]
-        loss = wl.loss(ops, leaves, consts)
+        loss = wl.loss(ops, wl.pack(leaves), consts)
         if want_value:
             return loss.item()
         grads = torch.autograd.grad(loss, leaves)
@@ -283,25 +518,58 @@ def torch_eager(wl: Workload) -> Runner:
     )
 
 
-@framework("jax")
-def jax_eager(wl: Workload) -> Runner:
-    """`jax.grad` without `jit`: each op dispatched eagerly."""
+def _jax() -> tuple[Any, Any]:
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     jax = _import("jax")
     jax.config.update("jax_enable_x64", True)
-    jnp = _import("jax.numpy")
+    return jax, _import("jax.numpy")
+
+
+@framework("jax")
+def jax_eager(wl: Workload) -> Runner:
+    """`jax.grad` without `jit`: each op dispatched eagerly."""
+    jax, jnp = _jax()
     ops = Ops(jnp, jax.lax.stop_gradient)
     consts = tuple(jnp.asarray(c) for c in wl.consts)
 
-    def f(*params):
+    def f(params):
         return wl.loss(ops, params, consts)
 
-    grad = jax.grad(f, argnums=tuple(range(len(wl.params))))
+    grad = jax.grad(f)
     return Runner(
         version=_version(jax, "jax"),
         kind="gradient",
-        run=lambda: tuple(np.asarray(g) for g in grad(*wl.params)),
-        value=lambda: float(f(*wl.params)),
+        run=lambda: tuple(np.asarray(g) for g in wl.unpack(grad(wl.pack(wl.params)))),
+        value=lambda: float(f(wl.pack(wl.params))),
+    )
+
+
+@framework("jax-jit")
+def jax_jit(wl: Workload) -> Runner:
+    """`jax.jit(jax.value_and_grad(f))`: compiled once (in the warm-up), then called.
+
+    The parameters go in as NumPy arrays on every call and the gradients come back
+    as NumPy arrays, as for every framework; the constants are arguments too, so
+    that XLA cannot fold them into the compiled program.
+    """
+    jax, jnp = _jax()
+    ops = Ops(jnp, jax.lax.stop_gradient)
+    consts = tuple(jnp.asarray(c) for c in wl.consts)
+
+    def f(params, consts):
+        return wl.loss(ops, params, consts)
+
+    value_and_grad = jax.jit(jax.value_and_grad(f))
+
+    def run():
+        _value, grads = value_and_grad(wl.pack(wl.params), consts)
+        return tuple(np.asarray(g) for g in wl.unpack(grads))
+
+    return Runner(
+        version=_version(jax, "jax"),
+        kind="gradient",
+        run=run,
+        value=lambda: float(value_and_grad(wl.pack(wl.params), consts)[0]),
     )
 
 
@@ -315,12 +583,12 @@ def hips_autograd(wl: Workload) -> Runner:
     def f(params):
         return wl.loss(ops, params, wl.consts)
 
-    grad = autograd.grad(f)  # with respect to the tuple of parameters
+    grad = autograd.grad(f)  # with respect to the tuple (or dict) of parameters
     return Runner(
         version=_version(autograd, "autograd"),
         kind="gradient",
-        run=lambda: tuple(grad(wl.params)),
-        value=lambda: float(f(wl.params)),
+        run=lambda: wl.unpack(grad(wl.pack(wl.params))),
+        value=lambda: float(f(wl.pack(wl.params))),
     )
 
 
@@ -331,7 +599,7 @@ def mygrad_eager(wl: Workload) -> Runner:
 
     def call(want_value: bool):
         leaves = [mg.tensor(p) for p in wl.params]
-        loss = wl.loss(ops, leaves, wl.consts)
+        loss = wl.loss(ops, wl.pack(leaves), wl.consts)
         if want_value:
             return loss.item()
         loss.backward()
@@ -355,8 +623,8 @@ class CheckFailed(Exception):
 def _compare(name: str, got: Any, want: np.ndarray, rtol: float) -> float:
     """Check `got` against `want` entrywise; return the largest error relative to `want`."""
     got = np.asarray(got)
-    if got.shape != want.shape:
-        raise CheckFailed(f"{name}: shape {got.shape}, expected {want.shape}")
+    if got.shape != want.shape or got.dtype != want.dtype:
+        raise CheckFailed(f"{name}: {got.dtype}{got.shape}, expected {want.dtype}{want.shape}")
     scale = float(np.max(np.abs(want))) if want.size else 1.0
     scale = scale or 1.0
     error = float(np.max(np.abs(got - want))) / scale if want.size else 0.0
@@ -368,33 +636,43 @@ def _compare(name: str, got: Any, want: np.ndarray, rtol: float) -> float:
     return error
 
 
+def _float64(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+    return tuple(a.astype(np.float64) if a.dtype == np.float32 else a for a in arrays)
+
+
 def check_reference(wl: Workload) -> str:
     """Check the hand-derived gradient against the NumPy forward pass.
 
     Analytic workloads use a complex-step directional derivative, exact to rounding
-    even where the gradient is tiny; others use central differences, loosely.
+    even where the gradient is tiny; others use central differences, loosely. Both
+    sides are computed in float64 (float32 inputs are widened), so that the check
+    is of the derivation, not of float32's rounding.
     """
-    grads = wl.grad(wl.params, wl.consts)
-    if len(grads) != len(wl.params):
-        raise CheckFailed(f"hand gradient: {len(grads)} arrays for {len(wl.params)} parameters")
+    params, consts = _float64(wl.params), _float64(wl.consts)
+    grads = wl.grad(params, consts)
+    if len(grads) != len(params):
+        raise CheckFailed(f"hand gradient: {len(grads)} arrays for {len(params)} parameters")
+    for i, (p, g) in enumerate(zip(wl.params, wl.grad(wl.params, wl.consts))):
+        g = np.asarray(g)
+        if g.shape != p.shape or g.dtype != p.dtype:
+            raise CheckFailed(f"hand gradient {i}: {g.dtype}{g.shape}, expected {p.dtype}{p.shape}")
     rng = np.random.default_rng(0)
     worst = 0.0
-    for i, (p, g) in enumerate(zip(wl.params, grads)):
-        _compare(f"hand gradient {i} (shape)", g, np.zeros_like(p), math.inf)
+    for i, (p, g) in enumerate(zip(params, grads)):
         direction = rng.standard_normal(p.shape)
         exact = float(np.sum(g * direction))
         if wl.analytic:
             h = 1e-30
-            shifted = [q.astype(complex) for q in wl.params]
+            shifted = [q.astype(complex) for q in params]
             shifted[i] = p + 1j * h * direction
-            estimate = float(np.imag(wl.loss(NUMPY_OPS, shifted, wl.consts))) / h
+            estimate = float(np.imag(wl.loss(NUMPY_OPS, wl.pack(shifted), consts))) / h
             tol = 1e-10 * abs(exact) + 1e-300
         else:
             h = 1e-6
-            plus, minus = list(wl.params), list(wl.params)
+            plus, minus = list(params), list(params)
             plus[i], minus[i] = p + h * direction, p - h * direction
-            f_plus = float(wl.loss(NUMPY_OPS, plus, wl.consts))
-            f_minus = float(wl.loss(NUMPY_OPS, minus, wl.consts))
+            f_plus = float(wl.loss(NUMPY_OPS, wl.pack(plus), consts))
+            f_minus = float(wl.loss(NUMPY_OPS, wl.pack(minus), consts))
             estimate = (f_plus - f_minus) / (2 * h)
             tol = 1e-5 * abs(exact) + 1e-7 * (abs(f_plus) + 1.0)
         if not abs(estimate - exact) <= tol:
@@ -409,13 +687,13 @@ def check_reference(wl: Workload) -> str:
 
 def check(wl: Workload, runner: Runner) -> str:
     """Check what `runner` computes before it is timed; return a one-line summary."""
-    expected_value = float(wl.loss(NUMPY_OPS, wl.params, wl.consts))
     if runner.kind == "reference":
         return check_reference(wl)
+    expected_value = float(_numpy_loss(wl))
     notes = []
     if runner.value is not None:
         value = runner.value()
-        tolerance = 1e-12 * max(1.0, abs(expected_value))
+        tolerance = wl.value_rtol * max(1.0, abs(expected_value))
         if not abs(value - expected_value) <= tolerance:
             raise CheckFailed(f"loss {value!r}, expected {expected_value!r}")
         notes.append("loss")
@@ -444,18 +722,34 @@ def _status_kb(field: str) -> int:
     raise OSError(f"{field} not in /proc/self/status")
 
 
-def measure_memory(run: Callable[[], Any], calls: int = 2) -> float | None:
-    """Peak resident memory during `calls` calls minus the memory just before (MB)."""
+def measure_memory(run: Callable[[], Any], calls: int = 2) -> tuple[float | None, str]:
+    """Peak resident memory during `calls` calls minus the memory just before (MB).
+
+    The peak is the kernel's high-water mark (VmHWM), reset to the current RSS by
+    writing 5 to /proc/self/clear_refs. Where that is refused, the worker is still a
+    fresh process that has done nothing but import and build its inputs: a peak above
+    that earlier one is exact, otherwise only an upper bound is known. Returns the
+    megabytes and how they were measured ("reset", "fresh" or "bound"); (None, why)
+    without /proc.
+    """
     try:
         gc.collect()
-        with open("/proc/self/clear_refs", "w") as clear:
-            clear.write("5")  # resets the peak (VmHWM) to the current RSS
+        try:
+            with open("/proc/self/clear_refs", "w") as clear:
+                clear.write("5")
+            method = "reset"
+        except OSError:
+            method = "fresh"
         before = _status_kb("VmRSS")
+        earlier_peak = _status_kb("VmHWM")
         for _ in range(calls):
             run()
-        return (_status_kb("VmHWM") - before) / 1024
-    except OSError:
-        return None
+        peak = _status_kb("VmHWM")
+    except OSError as error:
+        return None, f"unavailable: {error}"
+    if method == "fresh" and peak <= earlier_peak:
+        method = "bound"  # the calls stayed under the imports' peak: at most this much
+    return max(peak - before, 0) / 1024, method
 
 
 def time_batches(
@@ -494,7 +788,8 @@ def worker(args: argparse.Namespace) -> int:
         else:
             result.update(version=runner.version, kind=runner.kind)
             if wl.memory and not args.smoke:
-                result["memory_mb"] = measure_memory(runner.run)
+                # first, in the fresh process: two gradient calls, nothing before them
+                result["memory_mb"], result["memory_method"] = measure_memory(runner.run)
             result["check"] = check(wl, runner)
             if args.smoke:
                 result["status"] = "ok"
@@ -523,7 +818,45 @@ def worker(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- driver
 
 
-def run_worker(framework_name: str, workload_id: str, args: argparse.Namespace) -> dict[str, Any]:
+Threads = int | None  # a thread count for every library, or None for their defaults
+
+
+def parse_threads(spec: str | None) -> list[Threads]:
+    """`--threads`: "default", a count, or several, comma-separated ("default,1")."""
+    if spec is None:
+        return [None]
+    settings: list[Threads] = []
+    for item in spec.split(","):
+        item = item.strip()
+        if item == "default":
+            settings.append(None)
+        elif item.isdigit() and int(item) > 0:
+            settings.append(int(item))
+        else:
+            raise SystemExit(f"--threads: {item!r} is neither 'default' nor a positive count")
+    return list(dict.fromkeys(settings))
+
+
+def threads_label(threads: Threads) -> str:
+    return "default" if threads is None else str(threads)
+
+
+def worker_env(threads: Threads) -> dict[str, str]:
+    env = dict(os.environ)
+    if threads is not None:
+        for name in THREAD_VARIABLES:
+            env[name] = str(threads)
+        if threads == 1:
+            env["XLA_FLAGS"] = (
+                env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+            ).strip()
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    return env
+
+
+def run_worker(
+    framework_name: str, workload_id: str, args: argparse.Namespace, threads: Threads = None
+) -> dict[str, Any]:
     command = [
         sys.executable,
         os.path.abspath(__file__),
@@ -536,42 +869,29 @@ def run_worker(framework_name: str, workload_id: str, args: argparse.Namespace) 
     ]
     if args.smoke:
         command.append("--smoke")
-    env = dict(os.environ)
-    if args.threads is not None:
-        for name in THREAD_VARIABLES:
-            env[name] = str(args.threads)
-        if args.threads == 1:
-            env["XLA_FLAGS"] = (
-                env.get("XLA_FLAGS", "")
-                + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-            ).strip()
-    env.setdefault("JAX_PLATFORMS", "cpu")
+    head = {"framework": framework_name, "workload": workload_id}
     try:
         done = subprocess.run(
             command,
-            env=env,
+            env=worker_env(threads),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             timeout=WORKER_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired:
-        return {
-            "framework": framework_name,
-            "workload": workload_id,
-            "status": "error",
-            "error": f"worker timed out after {WORKER_TIMEOUT_S} s",
-        }
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX) :])
-    tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
-    return {
-        "framework": framework_name,
-        "workload": workload_id,
-        "status": "error",
-        "error": f"worker exited with {done.returncode} and no result:\n{tail}",
-    }
+        result = {**head, "status": "error", "error": f"timed out after {WORKER_TIMEOUT_S} s"}
+    else:
+        for line in reversed(done.stdout.splitlines()):
+            if line.startswith(RESULT_PREFIX):
+                result = json.loads(line[len(RESULT_PREFIX) :])
+                break
+        else:
+            tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
+            error = f"worker exited with {done.returncode} and no result:\n{tail}"
+            result = {**head, "status": "error", "error": error}
+    result["threads"] = threads_label(threads)
+    return result
 
 
 def format_time(seconds: float | None) -> str:
@@ -598,6 +918,13 @@ def format_ratio(value: float | None) -> str:
     return f"{value:.{digits}f}x"
 
 
+def format_memory(r: dict[str, Any]) -> str:
+    mb = r.get("memory_mb")
+    if mb is None:
+        return "-"
+    return ("≤ " if r.get("memory_method") == "bound" else "") + f"{mb:.0f}"
+
+
 def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
     lines = [
@@ -608,15 +935,21 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def render_markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def add_ratios(results: list[dict[str, Any]]) -> None:
-    """Ratio of each timing to the NumPy forward pass of the same workload."""
+    """Ratio of each timing to the NumPy forward pass of the same workload and threads."""
     floors = {
-        r["workload"]: r
+        (r.get("threads"), r["workload"]): r
         for r in results
         if r["framework"] == "numpy" and r["status"] == "ok" and "median_s" in r
     }
     for r in results:
-        floor = floors.get(r["workload"])
+        floor = floors.get((r.get("threads"), r["workload"]))
         if r["status"] == "ok" and "median_s" in r:
             if floor is not None:
                 r["ratio_median"] = r["median_s"] / floor["median_s"]
@@ -626,67 +959,121 @@ def add_ratios(results: list[dict[str, Any]]) -> None:
                 r["us_per_op_min"] = r["min_s"] / r["n_ops"] * 1e6
 
 
-def report(results: list[dict[str, Any]], workload_ids: list[str], titles: dict[str, str]) -> str:
-    out = []
+def _find(results: list[dict[str, Any]], threads: str, name: str, wid: str) -> dict | None:
+    for r in results:
+        if (r.get("threads"), r["framework"], r["workload"]) == (threads, name, wid):
+            return r
+    return None
+
+
+def summary(
+    results: list[dict[str, Any]], threads: str, workload_ids: list[str]
+) -> tuple[list[str], list[list[str]]]:
+    """WORKLOADS.md's table: ratio of medians to NumPy's forward pass; W2 in µs/op; tape MB."""
+    mine = [r for r in results if r.get("threads") == threads]
+    frameworks = list(dict.fromkeys(r["framework"] for r in mine))
+    memory_ids = [
+        wid for wid in workload_ids if any("memory_mb" in r for r in mine if r["workload"] == wid)
+    ]
+    header = ["framework"]
     for wid in workload_ids:
-        rows = []
-        has_ops = any(r.get("n_ops") for r in results if r["workload"] == wid)
-        has_memory = any("memory_mb" in r for r in results if r["workload"] == wid)
-        for r in results:
-            if r["workload"] != wid or r["status"] != "ok":
-                continue
-            row = [
-                r["framework"],
-                r.get("version", ""),
-                format_time(r["median_s"]),
-                format_time(r["min_s"]),
-                format_ratio(r.get("ratio_median")),
-                format_ratio(r.get("ratio_min")),
-            ]
-            if has_ops:
-                row.append(_significant(r["us_per_op_median"]) if "us_per_op_median" in r else "-")
-            if has_memory:
-                mb = r.get("memory_mb")
-                row.append("-" if mb is None else f"{mb:.1f}")
-            rows.append(row)
-        header = ["framework", "version", "median", "min", "ratio (median)", "ratio (min)"]
-        if has_ops:
-            header.append("µs/op (median)")
-        if has_memory:
-            header.append("tape MB")
-        out.append(f"{wid}: {titles[wid]}")
-        out.append(render_table(header, rows) if rows else "(no timings)")
-        out.append("")
-    # Summary: the WORKLOADS.md table, ratio of medians to the NumPy forward pass.
-    frameworks = list(dict.fromkeys(r["framework"] for r in results))
+        per_op = any(r.get("n_ops") for r in mine if r["workload"] == wid)
+        header.append(f"{wid} (µs/op)" if per_op else wid)
+    header += [f"{wid} tape MB" for wid in memory_ids]
     rows = []
     for name in frameworks:
+        if all(
+            (r := _find(mine, threads, name, wid)) is None or r["status"] == "missing"
+            for wid in workload_ids
+        ):
+            continue  # not installed: said once below the table, not in a row of dashes
         row = [name]
         for wid in workload_ids:
-            r = next((r for r in results if r["framework"] == name and r["workload"] == wid), None)
+            r = _find(mine, threads, name, wid)
             if r is None or r["status"] != "ok" or "median_s" not in r:
                 status = "-" if r is None else r["status"]
                 row.append({"missing": "not installed", "ok": "-"}.get(status, status))
                 continue
             cell = format_ratio(r.get("ratio_median"))
             if "us_per_op_median" in r:
-                cell += f" ({_significant(r['us_per_op_median'])} µs/op)"
+                cell += f" ({_significant(r['us_per_op_median'])})"
             row.append(cell)
+        for wid in memory_ids:
+            r = _find(mine, threads, name, wid)
+            row.append("-" if r is None else format_memory(r))
         rows.append(row)
-    out.append("Gradient time / NumPy forward time (medians):")
-    out.append(render_table(["framework", *workload_ids], rows))
-    return "\n".join(out)
+    return header, rows
 
 
-def machine_info(args: argparse.Namespace) -> dict[str, Any]:
+def missing_frameworks(results: list[dict[str, Any]]) -> list[str]:
+    return sorted({r["framework"] for r in results if r["status"] == "missing"})
+
+
+def report(
+    results: list[dict[str, Any]],
+    workload_ids: list[str],
+    titles: dict[str, str],
+    thread_labels: list[str],
+) -> str:
+    out = []
+    for threads in thread_labels:
+        mine = [r for r in results if r.get("threads") == threads]
+        out.append(f"==== threads: {threads}")
+        for wid in workload_ids:
+            rows = []
+            has_ops = any(r.get("n_ops") for r in mine if r["workload"] == wid)
+            has_memory = any("memory_mb" in r for r in mine if r["workload"] == wid)
+            for r in mine:
+                if r["workload"] != wid or r["status"] != "ok" or "median_s" not in r:
+                    continue
+                row = [
+                    r["framework"],
+                    r.get("version", ""),
+                    format_time(r["median_s"]),
+                    format_time(r["min_s"]),
+                    format_ratio(r.get("ratio_median")),
+                    format_ratio(r.get("ratio_min")),
+                ]
+                if has_ops:
+                    row.append(_significant(r["us_per_op_median"]) if r.get("n_ops") else "-")
+                if has_memory:
+                    row.append(format_memory(r))
+                rows.append(row)
+            header = ["framework", "version", "median", "min", "ratio (median)", "ratio (min)"]
+            if has_ops:
+                header.append("µs/op (median)")
+            if has_memory:
+                header.append("tape MB")
+            out.append(f"{wid}: {titles[wid]}")
+            out.append(render_table(header, rows) if rows else "(no timings)")
+            out.append("")
+        out.append(f"Gradient time / NumPy forward time (medians), threads: {threads}:")
+        out.append(render_table(*summary(results, threads, workload_ids)))
+        out.append("")
+    missing = missing_frameworks(results)
+    if missing:
+        out.append(f"not installed: {', '.join(missing)}")
+    return "\n".join(out).rstrip()
+
+
+def versions(results: list[dict[str, Any]]) -> dict[str, str]:
+    """Each framework's version, as its worker reported it."""
+    found: dict[str, str] = {}
+    for r in results:
+        if r.get("version"):
+            found.setdefault(r["framework"], r["version"])
+    return found
+
+
+def machine_info(args: argparse.Namespace, thread_settings: list[Threads]) -> dict[str, Any]:
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": _cpu_model() or platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
-        "threads": "default" if args.threads is None else args.threads,
+        "threads": [threads_label(t) for t in thread_settings],
         "rounds": args.rounds,
         "batches_per_round": args.batches,
         "batch_time_s": args.batch_time,
@@ -694,46 +1081,152 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+# --------------------------------------------------------------------------- README
+
+README_START = "<!-- bench: start -->"
+README_END = "<!-- bench: end -->"
+README_HEADING = "## Performance"
+
+
+TIMES = re.compile(r"(\d)x\b")  # 2.50x -> 2.50 times, in the README
+LABELS = {  # the README's names for the frameworks
+    "numpy": "NumPy forward, no AD (the floor)",
+    "numpy-grad": "NumPy, gradient derived by hand",
+    "tracker": "tracker",
+    "torch": "PyTorch eager autograd",
+    "jax": "JAX eager `grad` (no jit)",
+    "jax-jit": "JAX `jit(value_and_grad)`",
+    "autograd": "HIPS autograd",
+    "mygrad": "mygrad",
+}
+
+
+def readme_section(
+    results: list[dict[str, Any]],
+    workload_ids: list[str],
+    info: dict[str, Any],
+    thread_labels: list[str],
+) -> str:
+    """The README's table of ratios from this run, with the machine, date and versions."""
+    found = versions(results)
+    listed = ", ".join(
+        f"{name} {v}" for name, v in found.items() if name not in ("numpy-grad", "jax-jit")
+    )
+    batches = info["rounds"] * info["batches_per_round"]
+    lines = [
+        README_START,
+        "",
+        "Gradient time (forward + backward, gradients returned as arrays) as a ratio to",
+        "NumPy's forward pass of the same function, the median of "
+        f"{batches} batch{'es' if batches != 1 else ''}; lower is",
+        "better. W2 also in µs per recorded op. Tape MB: peak resident memory of a fresh",
+        "process during two gradient calls, minus the memory before them. The workloads",
+        "are described in [bench/README.md](bench/README.md); the table is written by",
+        "`python3 bench/bench.py --threads default,1 --readme README.md` (one run).",
+        "",
+        f"Measured {info['date'][:10]} on {info['processor']} ({info['cpus']} CPUs), "
+        f"{info['platform']}, Python {info['python']}; {listed}.",
+        "",
+    ]
+    for threads in thread_labels:
+        title = "Default threads" if threads == "default" else f"Threads: {threads}"
+        header, rows = summary(results, threads, workload_ids)
+        rows = [
+            [LABELS.get(row[0], row[0]), *(TIMES.sub("\\1\u00d7", c) for c in row[1:])]
+            for row in rows
+        ]
+        lines += [f"**{title}**", "", render_markdown(header, rows), ""]
+    missing = missing_frameworks(results)
+    if missing:
+        lines += [f"Not installed for this run: {', '.join(missing)}.", ""]
+    lines.append(README_END)
+    return "\n".join(lines)
+
+
+def rewrite_readme(path: str, section: str) -> None:
+    """Replace the marked section of `path`, or add it under a Performance heading."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    start, end = text.find(README_START), text.find(README_END)
+    if start >= 0 and end > start:
+        text = text[:start] + section + text[end + len(README_END) :]
+    elif start >= 0 or end >= 0:
+        raise SystemExit(f"{path}: one of {README_START!r} and {README_END!r} without the other")
+    else:
+        block = f"{README_HEADING}\n\n{section}\n"
+        at = text.find("\n## License")  # before the license, else at the end
+        if at < 0:
+            text = text.rstrip("\n") + "\n\n" + block
+        else:
+            text = text[: at + 1] + block + "\n" + text[at + 1 :]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+# --------------------------------------------------------------------------- main
+
+
 def driver(args: argparse.Namespace) -> int:
     workload_ids = _select(args.workloads, WORKLOADS, "workload")
-    framework_names = _select(args.frameworks, FRAMEWORKS, "framework")
-    info = machine_info(args)
+    default = SMOKE_FRAMEWORKS if args.smoke else None
+    framework_names = _select(args.frameworks, FRAMEWORKS, "framework", default)
+    thread_settings = parse_threads(args.threads)
+    if args.readme and args.smoke:
+        raise SystemExit("--readme needs timings: drop --smoke")
+    info = machine_info(args, thread_settings)
     mode = "smoke (correctness only)" if args.smoke else "timing"
     print(
         f"bench: {mode}; Python {info['python']}, NumPy {info['numpy']}, "
-        f"{info['cpus']} CPUs, threads: {info['threads']}",
+        f"{info['cpus']} CPUs, threads: {', '.join(info['threads'])}",
         flush=True,
     )
     titles = {wid: WORKLOADS[wid]().title for wid in workload_ids}
     # Rounds interleave the frameworks in time, so that a change in the machine's
     # load during the run spreads over all of them instead of skewing one ratio.
     rounds = 1 if args.smoke else args.rounds
-    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    merged: dict[tuple[str, str, str], dict[str, Any]] = {}
     failed = False
-    for round_number in range(rounds):
-        if rounds > 1:
-            print(f"-- round {round_number + 1} of {rounds}", flush=True)
-        for wid in workload_ids:
-            for name in framework_names:
-                key = (wid, name)
-                if key in merged and merged[key]["status"] != "ok":
-                    continue  # missing or failed: once is enough
-                r = run_worker(name, wid, args)
-                failed |= _print_progress(wid, name, r, args)
-                if key in merged and r["status"] == "ok":
-                    _merge_round(merged[key], r)
-                else:
-                    merged[key] = r
+    for threads in thread_settings:
+        label = threads_label(threads)
+        for round_number in range(rounds):
+            if rounds > 1 or len(thread_settings) > 1:
+                print(f"-- threads {label}, round {round_number + 1} of {rounds}", flush=True)
+            for wid in workload_ids:
+                for name in framework_names:
+                    key = (label, wid, name)
+                    if key in merged and merged[key]["status"] != "ok":
+                        continue  # missing or failed: once is enough
+                    r = run_worker(name, wid, args, threads)
+                    failed |= _print_progress(wid, name, r, args)
+                    if key in merged and r["status"] == "ok":
+                        _merge_round(merged[key], r)
+                    else:
+                        merged[key] = r
     results = list(merged.values())
+    labels = [threads_label(t) for t in thread_settings]
     if not args.smoke:
         add_ratios(results)
         print()
-        print(report(results, workload_ids, titles))
+        print(report(results, workload_ids, titles, labels))
     if args.json:
         with open(args.json, "w") as out:
             json.dump({"machine": info, "results": results}, out, indent=2)
             out.write("\n")
         print(f"\nwrote {args.json}")
+    if args.readme:
+        rewrite_readme(args.readme, readme_section(results, workload_ids, info, labels))
+        print(f"wrote the table into {args.readme}")
     counts = {s: sum(r["status"] == s for r in results) for s in ("ok", "missing", "error")}
     print(
         f"\nbench: {counts['ok']} ok, {counts['error']} failed, {counts['missing']} not installed"
@@ -755,7 +1248,8 @@ def _print_progress(wid: str, name: str, r: dict[str, Any], args: argparse.Names
         print(f"{wid} {name}: ERROR\n{_indent(r['error'])}", flush=True)
         return True
     timing = "" if args.smoke else f"; median {format_time(r['median_s'])}"
-    print(f"{wid} {name} {r['version']}: {r['check']}{timing}", flush=True)
+    memory = f"; tape {format_memory(r)} MB" if r.get("memory_mb") is not None else ""
+    print(f"{wid} {name} {r['version']}: {r['check']}{timing}{memory}", flush=True)
     return False
 
 
@@ -764,13 +1258,17 @@ def _merge_round(total: dict[str, Any], new: dict[str, Any]) -> None:
     times = total["batch_times_s"] + new["batch_times_s"]
     total.update(batch_times_s=times, median_s=statistics.median(times), min_s=min(times))
     total["rounds"] = total.get("rounds", 1) + 1
-    if new.get("memory_mb") is not None:
-        total["memory_mb"] = min(total.get("memory_mb") or math.inf, new["memory_mb"])
+    # the least of the rounds' memory: a fresh process each, the others saw extra noise
+    mb = new.get("memory_mb")
+    if mb is not None and (total.get("memory_mb") is None or mb < total["memory_mb"]):
+        total["memory_mb"], total["memory_method"] = new["memory_mb"], new["memory_method"]
 
 
-def _select(spec: str | None, registry: dict[str, Any], what: str) -> list[str]:
+def _select(
+    spec: str | None, registry: dict[str, Any], what: str, default: Sequence[str] | None = None
+) -> list[str]:
     if spec is None:
-        return list(registry)
+        return list(registry if default is None else default)
     names = [s.strip() for s in spec.split(",") if s.strip()]
     for name in names:
         if name not in registry:
@@ -792,13 +1290,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar=("FRAMEWORK", "WORKLOAD"),
         help="internal: run one framework on one workload and print its result as JSON",
     )
-    parser.add_argument("--smoke", action="store_true", help="run each workload once, no timing")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="run each workload once, gradients checked, no timing\n"
+        f"(frameworks: {', '.join(SMOKE_FRAMEWORKS)} unless --frameworks names others)",
+    )
     parser.add_argument("--workloads", help=f"comma-separated, of: {', '.join(WORKLOADS)}")
     parser.add_argument("--frameworks", help=f"comma-separated, of: {', '.join(FRAMEWORKS)}")
     parser.add_argument(
-        "--threads", type=int, help="thread count for every library (default: theirs)"
+        "--threads",
+        help="thread count for every library: 'default' (theirs), a number, or both\n"
+        "comma-separated for a table each ('default,1')",
     )
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
+    parser.add_argument(
+        "--readme",
+        metavar="PATH",
+        help=f"rewrite the section of PATH between {README_START} and {README_END}\n"
+        f"(added under '{README_HEADING}' if absent) with this run's tables",
+    )
     parser.add_argument(
         "--allow-missing",
         action="store_true",
