@@ -550,3 +550,12 @@ def test_repr_names_the_class_and_shows_the_value():
     assert "TrackedReal" in scalar
     assert "6.5" in scalar
     assert "3.5" in str(x)
+
+
+def test_ngradient_of_a_non_contiguous_array():
+    """Finite differences move each element of a transposed (non-C-order) array too."""
+    from tracker.testing import ngradient
+
+    x = np.arange(6.0).reshape(2, 3).T
+    (g,) = ngradient(lambda x: np.sum(x * x * np.arange(6.0).reshape(3, 2)), x)
+    np.testing.assert_allclose(g, 2 * x * np.arange(6.0).reshape(3, 2), rtol=1e-8)

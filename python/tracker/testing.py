@@ -2,6 +2,7 @@
 
 `ngradient` differentiates a function numerically; `gradcheck` compares it with
 `tracker.gradient`, and `gradgradcheck` checks second derivatives the same way.
+`gradtest` is Tracker.jl's test helper: `gradcheck` of `sum(sin(f(*xs)))`.
 They take arguments as `tracker.gradient` does (arrays, floats and nested
 structures of them) and work in float64.
 
@@ -20,7 +21,7 @@ import numpy as np
 
 from tracker import _core, tree
 
-__all__ = ["gradcheck", "gradgradcheck", "ngradient"]
+__all__ = ["gradcheck", "gradgradcheck", "gradtest", "ngradient"]
 
 # The step of the fourth-order central difference below, relative to max(1, |x|):
 # it balances the truncation error (h⁴) against rounding (eps / h).
@@ -45,7 +46,8 @@ def _float64_arguments(args: tuple[Any, ...]) -> tuple[Any, list[Any], list[int]
         if not tree.is_differentiable(leaf):
             converted.append(leaf)
         elif isinstance(leaf, np.ndarray):
-            converted.append(np.array(leaf, dtype=np.float64))
+            # C order, so that the reshape(-1) ngradient moves elements through is a view.
+            converted.append(np.array(leaf, dtype=np.float64, order="C"))
         else:
             converted.append(np.float64(leaf))
     return treedef, converted, positions
@@ -213,4 +215,54 @@ def gradgradcheck(
         raise AssertionError(
             f"gradgradcheck: the second derivative along random directions (seed={seed}) is "
             f"wrong; {error}"
+        ) from None
+
+
+def _is_shape(x: Any) -> bool:
+    return isinstance(x, tuple) and all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in x
+    )
+
+
+def gradtest(
+    f: Callable[..., Any],
+    *xs: Any,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    step: float = 1e-6,
+    raise_exception: bool = True,
+    rng: np.random.Generator | int | None = None,
+) -> bool:
+    """Tracker.jl's `gradtest`: `gradcheck` of `sum(sin(f(*xs)))`, with `rtol = atol = 1e-5`.
+
+    The sine makes the loss non-linear in every element of `f`'s output, so
+    each output's gradient is checked, whatever its shape. Each `x` is an
+    argument, or a shape (a tuple of ints: `(5,)`, `(2, 5)`) standing for a
+    random float64 array of that shape, uniform in [0, 1) as Julia's
+    `gradtest(f, dims...)` draws it, from `rng` (a Generator or a seed; seed 0
+    by default, so a test sees the same inputs on every run). The relative
+    finite-difference step is 1e-6 (Julia's is 1.5e-8): random inputs are then
+    rarely within a step of a kink (a tie in `max`), and rounding stays far
+    below the tolerance even for sums of a thousand outputs. Returns `True`;
+    on a mismatch raises `AssertionError`, or returns `False` if
+    `raise_exception=False`.
+
+    >>> import numpy as np
+    >>> gradtest(lambda x, w: np.tanh(w @ x), (3,), (2, 3))
+    True
+    """
+    generator = np.random.default_rng(0 if rng is None else rng)
+    args = tuple(generator.random(x) if _is_shape(x) else x for x in xs)
+    try:
+        return gradcheck(
+            lambda *a: np.sum(np.sin(f(*a))),
+            *args,
+            rtol=rtol,
+            atol=atol,
+            step=step,
+            raise_exception=raise_exception,
+        )
+    except AssertionError as error:
+        raise AssertionError(
+            f"gradtest: the gradient of sum(sin(f(*xs))) is wrong; {error}"
         ) from None
