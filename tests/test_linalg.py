@@ -575,8 +575,8 @@ def test_norm_of_a_zero_vector_has_gradient_zero(ord, torch) -> None:
          ["matmul", "aligned", "[2, 2, 3]", "[2, 4, 2]"]),
         (lambda: tr.param(np.ones((2, 2, 3))) @ np.ones((3, 3, 2)), ValueError,
          ["matmul", "broadcast"]),
-        (lambda: np.linalg.svd(tr.param(TALL)), TypeError, ["full_matrices=False", "completion"]),
-        (lambda: np.linalg.qr(tr.param(TALL), mode="complete"), TypeError, ["reduced"]),
+        (lambda: tr.gradient(lambda a: np.sum(np.linalg.qr(a, mode="complete")[0]), TALL),
+         tr.NestingError, ["qr(mode='complete')", "no gradient", "reduced"]),
         (lambda: np.linalg.qr(tr.param(TALL), mode="raw"), TypeError, ["raw"]),
         (lambda: np.einsum(tr.param(M3), [0, 1]), TypeError, ["einsum", "subscripts"]),
         (lambda: np.einsum("ij,jk", tr.param(M3), np.ones((2, 2))), ValueError,
@@ -706,3 +706,39 @@ def test_python_numbers_stay_weakly_typed_in_products() -> None:
     x = tr.param(np.ones(3, dtype=np.float32))
     assert np.dot(x, 0.75).dtype == np.float32
     assert np.inner(2.0, x).dtype == np.float32
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (3, 5), (2, 4, 3)])
+def test_full_matrices_svd_completes_with_constants(shape, torch) -> None:
+    """NumPy's default: square U and Vh; the added vectors are constants whose gradient is
+    ignored, as PyTorch's."""
+    a = np.random.default_rng(1).standard_normal(shape)
+    u, s, vh = (tr.data(v) for v in np.linalg.svd(tr.param(a)))
+    un, _, vhn = np.linalg.svd(a)
+    assert u.shape == un.shape and vh.shape == vhn.shape
+    k = min(shape[-2:])
+    np.testing.assert_allclose((u[..., :k] * s[..., None, :]) @ vh[..., :k, :], a, atol=1e-12)
+    eye = np.eye(shape[-2]), np.eye(shape[-1])
+    np.testing.assert_allclose(
+        np.swapaxes(u, -1, -2) @ u, np.broadcast_to(eye[0], u.shape), atol=1e-12
+    )
+    np.testing.assert_allclose(
+        vh @ np.swapaxes(vh, -1, -2), np.broadcast_to(eye[1], vh.shape), atol=1e-12
+    )
+
+    def loss(a):
+        u, s, _ = np.linalg.svd(a)
+        return np.sum(s**3) + np.sum(np.abs(u[..., :, :k]) * 0.0)
+
+    (g,) = tr.gradient(loss, a)
+    t = torch.tensor(a, requires_grad=True)
+    (torch.linalg.svd(t, full_matrices=True)[1] ** 3).sum().backward()
+    np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_complete_qr_of_a_tall_matrix_gives_values_without_gradient() -> None:
+    q, r = (tr.data(v) for v in np.linalg.qr(tr.param(TALL), mode="complete"))
+    qn, rn = np.linalg.qr(TALL, mode="complete")
+    assert q.shape == qn.shape and r.shape == rn.shape
+    np.testing.assert_allclose(q @ r, TALL, atol=1e-12)
+    np.testing.assert_allclose(q.T @ q, np.eye(q.shape[0]), atol=1e-12)

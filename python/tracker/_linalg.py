@@ -416,11 +416,11 @@ def svd(
 ) -> Any:
     """`np.linalg.svd`: `(U, S, Vh)`, all tracked, or `S` with `compute_uv=False`.
 
-    `full_matrices=True` (NumPy's default) is supported for square matrices, where it is
-    the thin SVD; for other shapes the extra columns of `U` (rows of `Vh`) are any
-    orthonormal completion, not a function of `a`, so they have no gradient: pass
-    `full_matrices=False`. Singular vectors are defined up to sign, so only losses that do
-    not depend on their signs have meaningful gradients.
+    With `full_matrices=True` (NumPy's default) and a matrix that is not square, the
+    extra columns of `U` (rows of `Vh`) are an orthonormal completion that is not a
+    function of `a`: they are constants, and their gradient is ignored, as PyTorch's.
+    Singular vectors are defined up to sign, so only losses that do not depend on their
+    signs have meaningful gradients.
     """
     a = _float(a)
     shape = _shape(a)
@@ -428,18 +428,27 @@ def svd(
         raise np.linalg.LinAlgError(
             f"svd: {len(shape)}-dimensional array given. Array must be at least two-dimensional"
         )
-    m, n = shape[-2:]
-    if compute_uv and full_matrices and m != n:
-        raise TypeError(
-            f"np.linalg.svd(full_matrices=True) of a {m} x {n} matrix on tracked arrays: the "
-            "extra singular vectors are an arbitrary orthonormal completion with no gradient; "
-            "pass full_matrices=False"
-        )
+    m = shape[-2]
     packed = _core.linalg("svd", a)
     s = packed[..., m, :]
     if not compute_uv:
         return s
-    return _linalg.SVDResult(packed[..., :m, :], s, _swap(packed[..., m + 1 :, :]))
+    u, v = packed[..., :m, :], packed[..., m + 1 :, :]
+    if full_matrices:
+        u, v = _completed(u), _completed(v)
+    return _linalg.SVDResult(u, s, _swap(v))
+
+
+def _completed(q: Any) -> Any:
+    """`q`'s orthonormal columns (..., m, k) completed to a square orthogonal matrix; the
+    added columns are constants (they are not functions of the input: no gradient)."""
+    m, k = _shape(q)[-2:]
+    if m == k:
+        return q
+    plain = np.asarray(_core.data(q))
+    full, _ = np.linalg.qr(plain.astype(np.float64), mode="complete")
+    extra = full[..., :, k:].astype(plain.dtype)
+    return np.concatenate([q, extra], axis=-1)
 
 
 @_implements(np.linalg.svdvals) if hasattr(np.linalg, "svdvals") else (lambda f: f)
@@ -453,7 +462,10 @@ def qr(a: Any, mode: str = "reduced") -> Any:
     """`np.linalg.qr` with mode `'reduced'`, `'r'`, or `'complete'` where it equals
     `'reduced'` (at least as many columns as rows). A wide matrix `[X | Y]` factorises
     as `Q, U = qr(X)`, `R = [U | Qᵀ Y]`, so its gradient is that of a square QR and a
-    product. The gradient raises `LinAlgError` for rank-deficient matrices.
+    product. For a tall matrix, `'complete'` adds columns to `Q` (an orthonormal
+    completion) and zero rows to `R`: their values, with no gradient (a backward pass
+    through them raises, as PyTorch's). The gradient raises `LinAlgError` for
+    rank-deficient matrices.
     """
     a = _float(a)
     shape = _shape(a)
@@ -467,12 +479,6 @@ def qr(a: Any, mode: str = "reduced") -> Any:
             f"np.linalg.qr(mode={mode!r}) is not supported on tracked arrays "
             "(use 'reduced', 'r', or 'complete' for matrices with m <= n)"
         )
-    if mode == "complete" and m > n:
-        raise TypeError(
-            f"np.linalg.qr(mode='complete') of a {m} x {n} matrix on tracked arrays: the "
-            "extra columns of Q are an arbitrary orthonormal completion with no gradient; "
-            "use mode='reduced'"
-        )
     if m >= n:
         packed = _core.linalg("qr", a)
         q, r = packed[..., :m, :], packed[..., m:, :]
@@ -480,6 +486,16 @@ def qr(a: Any, mode: str = "reduced") -> Any:
         packed = _core.linalg("qr", a[..., :, :m])
         q, u = packed[..., :m, :], packed[..., m:, :]
         r = np.concatenate([u, _matmul(_swap(q), a[..., :, m:])], axis=-1)
+    if mode == "complete" and m > n:
+        # As PyTorch: the values, but no gradient (Q's added columns are arbitrary).
+        q = _completed(q)
+        zeros = np.zeros((*shape[:-2], m - n, n), dtype=np.asarray(_core.data(r)).dtype)
+        r = np.concatenate([r, zeros], axis=-2)
+        why = (
+            f"qr(mode='complete') of a {m} x {n} matrix has no gradient: the added columns "
+            "of Q are an arbitrary completion; use mode='reduced'"
+        )
+        q, r = (_core.nobacksies(why, x) if _core.istracked(x) else x for x in (q, r))
     return r if mode == "r" else _linalg.QRResult(q, r)
 
 

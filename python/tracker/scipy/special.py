@@ -64,33 +64,23 @@ def native() -> dict[str, bool]:
     return {"erf": True, "expit": True, **dict(_core.special_functions())}
 
 
-def _one(name: str) -> Any:
-    def f(x: Any) -> Any:
-        return _core.special(name, x)
-
+def _named(name: str, f: Any, arguments: str) -> Any:
     f.__name__ = f.__qualname__ = name
-    f.__doc__ = f"`scipy.special.{name}(x)`, differentiable."
+    f.__doc__ = f"`scipy.special.{name}({arguments})`, differentiable."
     return f
+
+
+def _one(name: str) -> Any:
+    return _named(name, lambda x: _core.special(name, x), "x")
 
 
 def _unary(name: str, row: str) -> Any:
     """A function that is a row of the core's unary table (`erf`, `expit` as `sigmoid`)."""
-
-    def f(x: Any) -> Any:
-        return _core.unary(row, x)
-
-    f.__name__ = f.__qualname__ = name
-    f.__doc__ = f"`scipy.special.{name}(x)`, differentiable."
-    return f
+    return _named(name, lambda x: _core.unary(row, x), "x")
 
 
 def _two(name: str) -> Any:
-    def f(x: Any, y: Any) -> Any:
-        return _core.special(name, x, y)
-
-    f.__name__ = f.__qualname__ = name
-    f.__doc__ = f"`scipy.special.{name}(x, y)`, differentiable."
-    return f
+    return _named(name, lambda x, y: _core.special(name, x, y), "x, y")
 
 
 erf = _unary("erf", "erf")
