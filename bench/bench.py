@@ -46,6 +46,7 @@ THREAD_VARIABLES = (
     "MKL_NUM_THREADS",
     "RAYON_NUM_THREADS",
     "TRACKER_NUM_THREADS",
+    "MATMUL_NUM_THREADS",  # matrixmultiply's, behind tracker's matrix products
 )
 
 
