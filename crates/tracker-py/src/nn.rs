@@ -4,12 +4,11 @@
 
 use std::sync::Arc;
 
-use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use tracker_core::ops::index::Gather;
-use tracker_core::{Arg, Op, Shape};
+use tracker_core::{Arg, Op};
 
 use crate::convert::arg_or_raise;
 
@@ -25,13 +24,7 @@ pub struct PyGatherIndex {
 impl PyGatherIndex {
     #[new]
     fn new(source_shape: Vec<usize>, positions: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let np = crate::convert::numpy(positions.py())?;
-        let array = np
-            .call_method1("ascontiguousarray", (positions, np.getattr("intp")?))?
-            .cast_into::<PyArrayDyn<isize>>()?;
-        let shape: Shape = array.shape().into();
-        let readonly = array.readonly();
-        let values = readonly.as_slice()?;
+        let (shape, values) = crate::ops::int_array(positions, "GatherIndex")?;
         let size = source_shape
             .iter()
             .try_fold(1usize, |n, &d| n.checked_mul(d))
@@ -43,7 +36,7 @@ impl PyGatherIndex {
                 values.len()
             ))
         })?;
-        for &v in values {
+        for v in values {
             let p = usize::try_from(v)
                 .ok()
                 .filter(|&p| p < size)

@@ -192,7 +192,8 @@ pub fn select(
     run(py, Op::Where(mask.into()), &[x, y])
 }
 
-fn int_array(obj: &Bound<'_, PyAny>) -> PyResult<(Shape, Vec<isize>)> {
+/// An integer array's shape and its values in row-major order, read from any array-like.
+pub fn int_array(obj: &Bound<'_, PyAny>, op: &str) -> PyResult<(Shape, Vec<isize>)> {
     let np = numpy(obj.py())?;
     let arr = np.call_method1("asarray", (obj, np.getattr("intp")?))?;
     // The shape from Python, the values flat: rust-numpy's views stop at 32 dimensions.
@@ -206,7 +207,7 @@ fn int_array(obj: &Bound<'_, PyAny>) -> PyResult<(Shape, Vec<isize>)> {
     let mut values = Vec::new();
     values.try_reserve_exact(view.len()).map_err(|_| {
         pyo3::exceptions::PyMemoryError::new_err(format!(
-            "getitem: cannot allocate an index of {} elements",
+            "{op}: cannot allocate an index of {} elements",
             view.len()
         ))
     })?;
@@ -295,12 +296,12 @@ fn index_items(key: &Bound<'_, PyAny>, shape: &[usize]) -> PyResult<Vec<IndexIte
                         .cast_into::<PyTuple>()?
                         .iter()
                     {
-                        let (shape, values) = int_array(&axis)?;
+                        let (shape, values) = int_array(&axis, "getitem")?;
                         items.push(IndexItem::Array { shape, values });
                     }
                 }
                 b'i' | b'u' => {
-                    let (shape, values) = int_array(&arr)?;
+                    let (shape, values) = int_array(&arr, "getitem")?;
                     items.push(IndexItem::Array { shape, values });
                 }
                 _ => {

@@ -561,24 +561,29 @@ def conv_transpose(
     return _add_bias(y, b, out_channels, name)
 
 
-def _fixed(function, nd: int, kernel_axis: str = "w"):
-    def call(x, w, *args, **kwargs):
-        w_ = _array(w)
-        if w_.ndim != nd + 2:
-            raise ValueError(
-                f"{function.__name__}{nd}d: {kernel_axis} of shape {tuple(w_.shape)} must have "
-                f"{nd} spatial dimension{'s' if nd != 1 else ''}"
-            )
-        return function(x, w, *args, **kwargs)
+def _fixed(function, nd: int, position: int, what: str):
+    """`function` with `nd` spatial dimensions, as PyTorch's `<function><nd>d`: its
+    argument at `position` (named `what`'s first word) must have `nd + 2` dimensions."""
+    name = f"{function.__name__}{nd}d"
+    argument = what.split()[0]
 
-    call.__name__ = f"{function.__name__}{nd}d"
+    def call(*args, **kwargs):
+        checked = args[position] if len(args) > position else kwargs[argument]
+        shape = tuple(_array(checked).shape)
+        if len(shape) != nd + 2:
+            plural = "s" if nd != 1 else ""
+            raise ValueError(f"{name}: {what.format(shape=shape, nd=nd, s=plural)}")
+        return function(*args, **kwargs)
+
+    call.__name__ = name
     call.__doc__ = f"`{function.__name__}` with {nd} spatial dimension(s), as PyTorch's."
     return call
 
 
-conv1d, conv2d, conv3d = (_fixed(conv, n) for n in (1, 2, 3))
+_KERNEL = "w of shape {shape} must have {nd} spatial dimension{s}"
+conv1d, conv2d, conv3d = (_fixed(conv, n, 1, _KERNEL) for n in (1, 2, 3))
 conv_transpose1d, conv_transpose2d, conv_transpose3d = (
-    _fixed(conv_transpose, n) for n in (1, 2, 3)
+    _fixed(conv_transpose, n, 1, _KERNEL) for n in (1, 2, 3)
 )
 
 
@@ -691,22 +696,11 @@ def meanpool(x: Any, k: Any, pad: Any = 0, stride: Any = None) -> Any:
     return avg_pool(x, k, stride, pad)
 
 
-def _pool_fixed(function, nd: int):
-    def call(x, kernel_size, *args, **kwargs):
-        if _array(x).ndim != nd + 2:
-            raise ValueError(
-                f"{function.__name__}{nd}d: x of shape {tuple(_array(x).shape)} must be "
-                f"(batch, channels, *spatial) with {nd} spatial dimension{'s' if nd != 1 else ''}"
-            )
-        return function(x, kernel_size, *args, **kwargs)
-
-    call.__name__ = f"{function.__name__}{nd}d"
-    call.__doc__ = f"`{function.__name__}` with {nd} spatial dimension(s), as PyTorch's."
-    return call
+_BATCH = "x of shape {shape} must be (batch, channels, *spatial) with {nd} spatial dimension{s}"
 
 
-max_pool1d, max_pool2d, max_pool3d = (_pool_fixed(max_pool, n) for n in (1, 2, 3))
-avg_pool1d, avg_pool2d, avg_pool3d = (_pool_fixed(avg_pool, n) for n in (1, 2, 3))
+max_pool1d, max_pool2d, max_pool3d = (_fixed(max_pool, n, 0, _BATCH) for n in (1, 2, 3))
+avg_pool1d, avg_pool2d, avg_pool3d = (_fixed(avg_pool, n, 0, _BATCH) for n in (1, 2, 3))
 
 
 # -- dropout, embedding, one_hot -------------------------------------------------------------

@@ -269,15 +269,7 @@ fn exclusive_cumprod<B: Arrays>(
 /// Running sums along `axis`, from its end when `reverse`.
 pub fn cumsum(x: &Value, axis: usize, reverse: bool) -> Result<Value> {
     let shape = x.shape();
-    let Some(&n) = shape.get(axis) else {
-        return Err(crate::error::index_error(
-            "cumsum",
-            format!(
-                "axis {axis} is out of bounds for {} dimensions",
-                shape.len()
-            ),
-        ));
-    };
+    let n = super::shape::axis_length("cumsum", shape, axis)?;
     let inner = size_of(shape.get(axis + 1..).unwrap_or(&[]), "cumsum")?;
     fn typed<T: Float>(a: &Array<T>, n: usize, inner: usize, reverse: bool) -> Result<Array<T>> {
         let mut out = try_collect(a.as_slice().iter().copied(), "cumsum")?;
@@ -305,15 +297,7 @@ pub fn cumsum(x: &Value, axis: usize, reverse: bool) -> Result<Value> {
 /// the gradient is right at zeros and differentiable again.
 pub fn cumprod<B: Arrays>(b: &mut B, x: &B::A, axis: usize) -> Result<B::A> {
     let shape = b.shape(x);
-    let Some(&n) = shape.get(axis) else {
-        return Err(crate::error::index_error(
-            "cumprod",
-            format!(
-                "axis {axis} is out of bounds for {} dimensions",
-                shape.len()
-            ),
-        ));
-    };
+    let n = super::shape::axis_length("cumprod", &shape, axis)?;
     if n == 0 {
         return Ok(x.clone());
     }

@@ -190,18 +190,23 @@ pub fn broadcast_to(x: &Value, shape: &[usize]) -> Result<Value> {
     }))
 }
 
-/// `y[.., i, ..] = x[.., i - by, ..]` along `axis`, and `fill` where `i - by` is outside.
-pub fn shift(x: &Value, axis: usize, by: isize, fill: f64) -> Result<Value> {
-    let shape = x.shape();
-    let Some(&n) = shape.get(axis) else {
-        return Err(index_error(
-            "shift",
+/// The length of `axis` of `shape`, or the error naming `op` when there is no such axis.
+pub(crate) fn axis_length(op: &'static str, shape: &[usize], axis: usize) -> Result<usize> {
+    shape.get(axis).copied().ok_or_else(|| {
+        index_error(
+            op,
             format!(
                 "axis {axis} is out of bounds for {} dimensions",
                 shape.len()
             ),
-        ));
-    };
+        )
+    })
+}
+
+/// `y[.., i, ..] = x[.., i - by, ..]` along `axis`, and `fill` where `i - by` is outside.
+pub fn shift(x: &Value, axis: usize, by: isize, fill: f64) -> Result<Value> {
+    let shape = x.shape();
+    let n = axis_length("shift", shape, axis)?;
     let inner = size_of(shape.get(axis + 1..).unwrap_or(&[]), "shift")?;
     fn typed<T: Float>(
         a: &Array<T>,
