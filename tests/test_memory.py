@@ -254,19 +254,9 @@ def loop_rule(with_back, cycle):
     return step, lambda: not np.array_equal(tr.data(W), start)
 
 
-GROWS_WHILE_A_HANDLE_LIVES = (
-    "known limitation: a live handle to an unconsumed node keeps its whole tape, so nodes "
-    "recorded after it accumulate until it dies (a handle kept forever, or a reference "
-    "cycle the garbage collector has not reached yet); planned fix: a generational tape "
-    "that starts a fresh arena and links to the old one"
-)
-
-
 @pytest.mark.parametrize("cycle", [False, True], ids=["closure", "closure-cycle"])
 @pytest.mark.parametrize("with_back", [True, False], ids=["back", "no-back"])
-def test_custom_rule_closures_capturing_tracked_values(with_back, cycle, request):
-    if cycle and not with_back:
-        request.applymarker(pytest.mark.xfail(reason=GROWS_WHILE_A_HANDLE_LIVES))
+def test_custom_rule_closures_capturing_tracked_values(with_back, cycle):
     label = "with back" if with_back else "results dropped"
     moved = run_flat(
         f"custom rule closure ({label}{', cycle' if cycle else ''})",
@@ -335,7 +325,6 @@ def loop_kept_value(with_back):
     return step, lambda: tr.istracked(kept)
 
 
-@pytest.mark.xfail(reason=GROWS_WHILE_A_HANDLE_LIVES)
 @pytest.mark.parametrize("with_back", [True, False], ids=["back", "no-back"])
 def test_a_kept_unconsumed_value_does_not_make_the_tape_grow(with_back):
     """A user keeps one tracked value that is never back-propagated (a prediction made

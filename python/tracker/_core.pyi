@@ -44,6 +44,7 @@ __all__ = [
     "set_grad_enabled",
     "special",
     "special_functions",
+    "tape_length",
     "ufuncs",
     "unary",
     "uncounted",
@@ -291,6 +292,9 @@ def set_grad_enabled(enabled: bool) -> bool: ...
 def set_anomaly(enabled: bool) -> bool: ...
 def reset_thread_tape() -> None:
     """Gives this thread a fresh top-level tape (for isolating tests)."""
+
+def tape_length() -> int:
+    """How many nodes this thread's current tape holds (for tests of its lifetime)."""
 
 def set_functions(table: dict[Any, Any]) -> None:
     """Registers the NumPy functions with a rule (`tracker._numpy`); once."""

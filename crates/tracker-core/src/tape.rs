@@ -5,11 +5,16 @@
 //! backward pass is one reverse loop over it, with no recursion, sorting or hashing.
 //! Parameters live outside the arena (value, gradient accumulator, version); a node
 //! refers to a parameter through a leaf.
+//!
+//! A tape is cleared when no handle refers to an unconsumed node of it. While one does
+//! (a value kept for later), the top-level tape frees the rest as it goes: before each
+//! op it drops the nodes past the last one a handle needs, and when it has doubled it
+//! compacts, keeping what live values reach and moving their handles (`Arena::trim`).
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::thread::ThreadId;
 
 use smallvec::SmallVec;
@@ -23,6 +28,13 @@ use crate::value::{Dtype, Shape, Value};
 /// A node's position in its tape.
 pub type NodeId = usize;
 
+/// Where a handle points once its node has been freed by compaction.
+const GONE: NodeId = NodeId::MAX;
+
+/// The smallest arena that is compacted: below it, unreachable nodes wait for the next
+/// clear.
+const COMPACT_MIN: usize = 1024;
+
 pub(crate) type Inputs = SmallVec<[NodeId; 2]>;
 
 pub(crate) struct Node {
@@ -34,6 +46,10 @@ pub(crate) struct Node {
     pub(crate) consumed: bool,
     /// How many live handles refer to this node.
     pub(crate) handles: u32,
+    /// The handles made for this node, told its new place when the arena is compacted.
+    refs: SmallVec<[Weak<NodeRef>; 1]>,
+    /// The oldest and newest generations of the external rules this node depends on.
+    reach: Option<(u32, u32)>,
 }
 
 pub(crate) struct Arena {
@@ -46,6 +62,10 @@ pub(crate) struct Arena {
     pub(crate) locations: Vec<(NodeId, Arc<str>)>,
     /// Sweeps under way on this tape: it is not cleared while one runs.
     pub(crate) sweeps: usize,
+    /// The length at which the arena is next compacted.
+    compact_at: usize,
+    /// The generation of the newest external rule (see [`Tape::generation`]).
+    generation: u32,
 }
 
 impl Arena {
@@ -55,7 +75,110 @@ impl Arena {
         self.epoch += 1;
         self.live = 0;
         self.locations.clear();
+        self.compact_at = COMPACT_MIN;
         std::mem::replace(&mut self.nodes, Vec::with_capacity(capacity))
+    }
+
+    /// Removes the nodes no sweep can reach any more, while handles keep others alive: the
+    /// dead tail at once, and every unreachable node when the arena has doubled since it
+    /// was last compacted. A sweep starts at a live handle's unconsumed node and follows
+    /// inputs, which always lie before the node, so what is neither such a node nor an
+    /// input of a kept unconsumed node is garbage. Handles of removed nodes are told they
+    /// are gone (they stand for consumed values from then on), and kept ones their new
+    /// place. Returns the removed nodes and the handles touched, for the caller to drop
+    /// once the lock is released.
+    fn trim(&mut self, tape: u64) -> (Vec<Node>, Vec<Arc<NodeRef>>) {
+        let root = |n: &Node| n.handles > 0 && !n.consumed;
+        let mut touched = Vec::new();
+        let tail = self.nodes.iter().rposition(root).map_or(0, |id| id + 1);
+        if tail < self.nodes.len() {
+            let mut removed = self.nodes.split_off(tail);
+            for (offset, node) in removed.iter_mut().enumerate() {
+                self.retarget(node, tape, tail + offset, GONE, &mut touched);
+            }
+            self.locations.retain(|&(id, _)| id < tail);
+            return (removed, touched);
+        }
+        if self.nodes.len() < self.compact_at {
+            return (Vec::new(), touched);
+        }
+        let mut keep = vec![false; self.nodes.len()];
+        for (id, node) in self.nodes.iter().enumerate().rev() {
+            let kept = root(node) || keep.get(id).copied().unwrap_or(false);
+            if let Some(k) = keep.get_mut(id) {
+                *k = kept;
+            }
+            // A consumed node is kept only to raise when a sweep reaches it.
+            if kept && !node.consumed {
+                for &input in &node.inputs {
+                    if let Some(k) = keep.get_mut(input) {
+                        *k = true;
+                    }
+                }
+            }
+        }
+        let mut place = vec![GONE; self.nodes.len()];
+        let mut removed = Vec::new();
+        for (id, mut node) in std::mem::take(&mut self.nodes).into_iter().enumerate() {
+            let new = if keep.get(id).copied().unwrap_or(false) {
+                self.nodes.len()
+            } else {
+                GONE
+            };
+            if let Some(p) = place.get_mut(id) {
+                *p = new;
+            }
+            self.retarget(&mut node, tape, id, new, &mut touched);
+            if new == GONE {
+                removed.push(node);
+                continue;
+            }
+            if node.consumed {
+                node.inputs.clear();
+            }
+            for input in node.inputs.iter_mut() {
+                *input = place.get(*input).copied().unwrap_or(GONE);
+            }
+            self.nodes.push(node);
+        }
+        self.locations.retain_mut(|(id, _)| {
+            *id = place.get(*id).copied().unwrap_or(GONE);
+            *id != GONE
+        });
+        self.compact_at = (2 * self.nodes.len()).max(COMPACT_MIN);
+        (removed, touched)
+    }
+
+    /// Moves `node` from `old` to `new` (or `GONE`): its handles and a parameter's
+    /// remembered leaf follow it.
+    fn retarget(
+        &self,
+        node: &mut Node,
+        tape: u64,
+        old: NodeId,
+        new: NodeId,
+        touched: &mut Vec<Arc<NodeRef>>,
+    ) {
+        node.refs.retain(|r| match r.upgrade() {
+            Some(r) => {
+                r.id.store(new, Ordering::Relaxed);
+                touched.push(r);
+                new != GONE
+            }
+            None => false,
+        });
+        if let Op::Param(p) = &node.op {
+            let mut leaf = p.leaf.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((t, e, _, id)) = leaf.as_mut() {
+                if *t == tape && *e == self.epoch && *id == old {
+                    if new == GONE {
+                        *leaf = None;
+                    } else {
+                        *id = new;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -79,6 +202,8 @@ impl Tape {
                 live: 0,
                 locations: Vec::new(),
                 sweeps: 0,
+                compact_at: COMPACT_MIN,
+                generation: 0,
             }),
             owner: std::thread::current().id(),
             id: NEXT_TAPE_ID.fetch_add(1, Ordering::Relaxed),
@@ -108,6 +233,13 @@ impl Tape {
         // A poisoned lock only means another thread panicked while holding it; the
         // arena itself stays consistent because every mutation completes under the lock.
         self.arena.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The generation of the external rule recorded last: each external rule starts a
+    /// new one, so an embedding that keeps each generation's callables apart can free
+    /// a rule's as soon as no value reaches it (see [`Tracked::extern_reach`]).
+    pub fn generation(&self) -> u32 {
+        self.lock().generation
     }
 
     /// The number of nodes currently recorded (for tests and `show`).
@@ -189,14 +321,21 @@ impl Param {
 }
 
 /// A handle's link to the node it stands for.
-struct NodeRef {
+pub(crate) struct NodeRef {
     tape: Arc<Tape>,
-    id: NodeId,
+    /// The node's place, moved by compaction (under the tape's lock); `GONE` once freed.
+    id: AtomicUsize,
     epoch: u64,
     op: &'static str,
     value: Value,
     /// Whether this handle keeps the tape from being cleared (see `Tracked::uncounted`).
     counted: bool,
+}
+
+impl NodeRef {
+    fn id(&self) -> NodeId {
+        self.id.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for NodeRef {
@@ -208,7 +347,7 @@ impl Drop for NodeRef {
         if arena.epoch == self.epoch {
             let counted = arena
                 .nodes
-                .get_mut(self.id)
+                .get_mut(self.id())
                 .filter(|n| n.handles > 0)
                 .map(|n| {
                     n.handles -= 1;
@@ -249,7 +388,9 @@ impl Tracked {
     /// The node this handle stands for, if it is a node of `tape` at `epoch`.
     pub(crate) fn node_on(&self, tape: &Arc<Tape>, epoch: u64) -> Option<NodeId> {
         match &self.link {
-            Link::Node(r) if Arc::ptr_eq(&r.tape, tape) && r.epoch == epoch => Some(r.id),
+            Link::Node(r) if Arc::ptr_eq(&r.tape, tape) && r.epoch == epoch && r.id() != GONE => {
+                Some(r.id())
+            }
             _ => None,
         }
     }
@@ -289,16 +430,25 @@ impl Tracked {
     pub fn uncounted(&self) -> Tracked {
         match &self.link {
             Link::Param(_) => self.clone(),
-            Link::Node(r) => Tracked {
-                link: Link::Node(Arc::new(NodeRef {
+            Link::Node(r) => {
+                let mut arena = r.tape.lock();
+                let copy = Arc::new(NodeRef {
                     tape: r.tape.clone(),
-                    id: r.id,
+                    id: AtomicUsize::new(r.id()),
                     epoch: r.epoch,
                     op: r.op,
                     value: r.value.clone(),
                     counted: false,
-                })),
-            },
+                });
+                if arena.epoch == r.epoch {
+                    if let Some(node) = arena.nodes.get_mut(r.id()) {
+                        node.refs.push(Arc::downgrade(&copy));
+                    }
+                }
+                Tracked {
+                    link: Link::Node(copy),
+                }
+            }
         }
     }
 
@@ -326,17 +476,18 @@ impl Tracked {
             Link::Node(r) => r,
         };
         let arena = r.tape.lock();
-        if arena.epoch != r.epoch {
+        let root = r.id();
+        if arena.epoch != r.epoch || root >= arena.nodes.len() {
             return Err(Error::Usage {
                 message: "show: the tape behind this value was cleared".into(),
             });
         }
-        let mut wanted = vec![false; r.id + 1];
-        if let Some(w) = wanted.get_mut(r.id) {
+        let mut wanted = vec![false; root + 1];
+        if let Some(w) = wanted.get_mut(root) {
             *w = true;
         }
         let mut out = Vec::new();
-        for id in (0..=r.id).rev() {
+        for id in (0..=root).rev() {
             let (Some(true), Some(node)) = (wanted.get(id).copied(), arena.nodes.get(id)) else {
                 continue;
             };
@@ -345,7 +496,7 @@ impl Tracked {
                     *w = true;
                 }
             }
-            let value = match (&node.value, id == r.id) {
+            let value = match (&node.value, id == root) {
                 (Some(v), _) => Some(v),
                 (None, true) => Some(&r.value),
                 (None, false) => None,
@@ -359,6 +510,20 @@ impl Tracked {
         }
         out.reverse();
         Ok(out)
+    }
+
+    /// The oldest and newest generations ([`Tape::generation`]) of the external rules
+    /// a backward pass from this value can reach; `None` when it reaches none. An
+    /// embedding keeps a rule's callable alive through the values that can reach it.
+    pub fn extern_reach(&self) -> Option<(u32, u32)> {
+        let Link::Node(r) = &self.link else {
+            return None;
+        };
+        let arena = r.tape.lock();
+        if arena.epoch != r.epoch {
+            return None;
+        }
+        arena.nodes.get(r.id()).and_then(|n| n.reach)
     }
 
     /// The parameter behind this handle, if it is one.
@@ -397,7 +562,11 @@ impl Tracked {
         match (&self.link, &other.link) {
             (Link::Param(a), Link::Param(b)) => Arc::ptr_eq(a, b),
             (Link::Node(a), Link::Node(b)) => {
-                Arc::ptr_eq(&a.tape, &b.tape) && a.id == b.id && a.epoch == b.epoch
+                Arc::ptr_eq(a, b)
+                    || (Arc::ptr_eq(&a.tape, &b.tape)
+                        && a.id() == b.id()
+                        && a.id() != GONE
+                        && a.epoch == b.epoch)
             }
             _ => false,
         }
@@ -606,12 +775,12 @@ fn resolve(
                     return Err(Error::Thread);
                 }
                 if Arc::ptr_eq(&r.tape, tape) {
-                    let consumed =
-                        arena.epoch != r.epoch || arena.nodes.get(r.id).is_none_or(|n| n.consumed);
+                    let consumed = arena.epoch != r.epoch
+                        || arena.nodes.get(r.id()).is_none_or(|n| n.consumed);
                     return Ok(if consumed {
                         Resolved::Leaf(Op::Consumed(r.op), r.value.clone(), true)
                     } else {
-                        Resolved::Node(r.id)
+                        Resolved::Node(r.id())
                     });
                 }
                 let enclosing = STATE.with(|s| {
@@ -638,6 +807,15 @@ pub(crate) fn push(
     value: Value,
     needs_grad: bool,
 ) -> NodeId {
+    let own = matches!(op, Op::Extern(_)).then(|| {
+        arena.generation += 1;
+        (arena.generation, arena.generation)
+    });
+    let reach = inputs
+        .iter()
+        .filter_map(|&i| arena.nodes.get(i).and_then(|n| n.reach))
+        .chain(own)
+        .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)));
     arena.nodes.push(Node {
         op,
         inputs,
@@ -645,6 +823,8 @@ pub(crate) fn push(
         needs_grad,
         consumed: false,
         handles: 0,
+        refs: SmallVec::new(),
+        reach,
     });
     arena.nodes.len() - 1
 }
@@ -667,23 +847,25 @@ fn push_leaf(arena: &mut Arena, tape: &Tape, leaf: Op, value: Value, needs: bool
 }
 
 pub(crate) fn new_handle(arena: &mut Arena, tape: &Arc<Tape>, id: NodeId) -> Tracked {
-    let (op, value) = match arena.nodes.get_mut(id) {
-        Some(node) => {
-            node.handles += 1;
-            (node.op.name(), node.value.clone())
-        }
+    let (op, value) = match arena.nodes.get(id) {
+        Some(node) => (node.op.name(), node.value.clone()),
         None => ("constant", None),
     };
+    let r = Arc::new(NodeRef {
+        tape: tape.clone(),
+        id: AtomicUsize::new(id),
+        epoch: arena.epoch,
+        op,
+        value: value.unwrap_or_else(|| Value::scalar(f64::NAN, Dtype::F64)),
+        counted: true,
+    });
+    if let Some(node) = arena.nodes.get_mut(id) {
+        node.handles += 1;
+        node.refs.push(Arc::downgrade(&r));
+    }
     arena.live += 1;
     Tracked {
-        link: Link::Node(Arc::new(NodeRef {
-            tape: tape.clone(),
-            id,
-            epoch: arena.epoch,
-            op,
-            value: value.unwrap_or_else(|| Value::scalar(f64::NAN, Dtype::F64)),
-            counted: true,
-        })),
+        link: Link::Node(r),
     }
 }
 
@@ -712,20 +894,46 @@ pub fn apply_extern(rule: Arc<dyn Extern>, args: &[Arg], value: Value) -> Result
     record(Op::Extern(rule), args, Some(value))
 }
 
-/// Clears `tape` when no handle refers to an unconsumed node of it, keeping the
-/// capacity. The old nodes are dropped, and the embedding told, after the lock is
-/// released: dropping borrowed NumPy arrays can run Python code, which may record.
-fn clear_if_unreferenced(tape: &Tape) {
-    let old = {
+/// Frees what no handle can reach before an op records on `tape`: the whole arena
+/// (keeping its capacity) when no handle refers to an unconsumed node of it, or else,
+/// on the thread's top-level tape outside any differentiation call (where no node id
+/// is held outside the arena), the nodes `Arena::trim` finds unreachable. What is freed
+/// is dropped, and the embedding told, after the lock is released: dropping borrowed
+/// NumPy arrays or a rule's pullback can run Python code, which may record.
+fn tidy(tape: &Tape) {
+    let alone = STATE.with(|s| {
+        let s = s.borrow();
+        s.frames.len() == 1
+            && s.frames
+                .first()
+                .is_some_and(|f| std::ptr::eq(&*f.tape, tape))
+    });
+    let (removed, touched, cleared) = {
         let mut arena = tape.lock();
-        if arena.live > 0 || arena.sweeps > 0 || arena.nodes.is_empty() {
+        if arena.sweeps > 0 || arena.nodes.is_empty() {
             return;
         }
-        let capacity = arena.nodes.capacity();
-        arena.retire(capacity)
+        if arena.live == 0 {
+            let capacity = arena.nodes.capacity();
+            (arena.retire(capacity), Vec::new(), true)
+        } else if alone {
+            let (removed, touched) = arena.trim(tape.id);
+            (removed, touched, false)
+        } else {
+            return;
+        }
     };
-    drop(old);
-    retired(tape);
+    drop(touched);
+    if cleared {
+        drop(removed);
+        retired(tape);
+        return;
+    }
+    for node in removed {
+        if let Op::Extern(rule) = &node.op {
+            rule.release();
+        }
+    }
 }
 
 /// `op`'s value (`given`, or computed), recorded when an argument is tracked.
@@ -761,7 +969,7 @@ fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
     let tape = current_tape();
     let top = is_top_level(&tape);
     let mut outer = Vec::new();
-    clear_if_unreferenced(&tape);
+    tidy(&tape);
     let mut arena = tape.lock();
     let mut ids = Inputs::new();
     let mut values: SmallVec<[Value; 2]> = SmallVec::new();
@@ -883,10 +1091,10 @@ pub fn backward(y: &Tracked, dy: Option<Value>, once: bool) -> Result<()> {
         return p.accumulate(seed);
     }
     let r = node_of(y)?;
-    if r.tape.lock().epoch != r.epoch {
+    if r.tape.lock().epoch != r.epoch || r.id() == GONE {
         return Err(Error::Consumed { op: r.op });
     }
-    sweep::eager_sweep(&r.tape, r.epoch, r.id, seed, once, true)?;
+    sweep::eager_sweep(&r.tape, r.epoch, r.id(), seed, once, true)?;
     Ok(())
 }
 
@@ -933,7 +1141,8 @@ impl Scope {
             if let Link::Node(r) = &t.link {
                 if Arc::ptr_eq(&r.tape, &self.tape) && node_of(t).is_ok() {
                     let arena = self.tape.lock();
-                    if arena.epoch == r.epoch && arena.nodes.get(r.id).is_some_and(|n| !n.consumed)
+                    if arena.epoch == r.epoch
+                        && arena.nodes.get(r.id()).is_some_and(|n| !n.consumed)
                     {
                         return Ok(t.clone());
                     }
@@ -1043,16 +1252,16 @@ impl Scope {
             .iter()
             .map(|t| match &t.link {
                 Link::Node(n) if Arc::ptr_eq(&n.tape, &self.tape) && n.epoch == r.epoch => {
-                    Some(n.id)
+                    Some(n.id()).filter(|&id| id != GONE)
                 }
                 _ => None,
             })
             .collect();
-        if self.tape.lock().epoch != r.epoch {
+        if self.tape.lock().epoch != r.epoch || r.id() == GONE {
             return Err(Error::Consumed { op: r.op });
         }
         if self.nest {
-            let grads = sweep::recorded_sweep(&self.tape, r.epoch, r.id, seed, tracked_seed)?;
+            let grads = sweep::recorded_sweep(&self.tape, r.epoch, r.id(), seed, tracked_seed)?;
             let mut arena = self.tape.lock();
             let mut out = Vec::with_capacity(inputs.len());
             for (t, w) in inputs.iter().zip(&wanted) {
@@ -1072,7 +1281,7 @@ impl Scope {
             }
             return Ok(out);
         }
-        let mut grads = sweep::eager_sweep(&self.tape, r.epoch, r.id, seed, !retain, false)?;
+        let mut grads = sweep::eager_sweep(&self.tape, r.epoch, r.id(), seed, !retain, false)?;
         let mut out = Vec::with_capacity(inputs.len());
         for (t, w) in inputs.iter().zip(&wanted) {
             out.push(

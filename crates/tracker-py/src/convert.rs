@@ -74,8 +74,8 @@ pub fn to_numpy_scalar<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'p
 pub fn output_to_py(py: Python<'_>, out: Output) -> PyResult<Py<PyAny>> {
     match out {
         Output::Tracked(t) => {
-            // A handle holds its tape's Python callables, if any (see `rules`).
-            let objects = t.tape().and_then(|tape| crate::rules::objects_of(py, tape));
+            // A handle holds the Python callables its backward pass can reach (see `rules`).
+            let objects = crate::rules::objects_of(py, &t);
             let holds_objects = objects.is_some();
             let handle = if t.shape().is_empty() {
                 Py::new(py, PyTrackedReal { inner: t, objects })?.into_any()

@@ -144,6 +144,12 @@ fn reset_thread_tape() {
     tracker_core::reset_thread_tape();
 }
 
+/// How many nodes this thread's current tape holds (for tests of its lifetime).
+#[pyfunction]
+fn tape_length() -> usize {
+    tracker_core::tape::current_tape().len()
+}
+
 /// Turns recording on or off for this thread; returns the previous setting.
 #[pyfunction]
 fn set_grad_enabled(enabled: bool) -> bool {
@@ -380,6 +386,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(uncounted, m)?)?;
     m.add_function(wrap_pyfunction!(set_anomaly, m)?)?;
     m.add_function(wrap_pyfunction!(reset_thread_tape, m)?)?;
+    m.add_function(wrap_pyfunction!(tape_length, m)?)?;
     m.add_function(wrap_pyfunction!(rules::record_rule, m)?)?;
     m.add_class::<rules::TapeObjects>()?;
     m.add_function(wrap_pyfunction!(scope::enter_scope, m)?)?;

@@ -1,10 +1,12 @@
 //! Rules whose pullbacks are Python callables: custom rules, hooks and checkpoints.
 //!
-//! A tape never holds a Python callable directly. The callables of a tape hang on one
-//! garbage-collector-visible object, its `TapeObjects`; every handle made while it
-//! exists holds it (and shows it to the collector), and the tape itself refers to it
-//! only weakly. So a cycle through a pullback that captures tracked values is a cycle
-//! of Python objects the collector can see and free.
+//! A tape never holds a Python callable directly. The callables of the rules recorded in
+//! one generation of a tape (see `Tape::generation`) hang on one
+//! garbage-collector-visible object, a `TapeObjects`, that the tape refers to only
+//! weakly. A handle holds the newest generation its value's backward pass can reach, and
+//! that generation holds the older ones it reaches; a handle that reaches no rule holds
+//! nothing. So a cycle through a pullback that captures tracked values is a cycle of
+//! Python objects the collector can see and free, even while newer values live on.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -12,17 +14,22 @@ use std::sync::{Arc, Mutex};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple, PyWeakrefReference};
 use pyo3::{PyTraverseError, PyVisit};
-use tracker_core::{Arg, Error, Extern, Payload, Result, Tape, Value};
+use tracker_core::{Arg, Error, Extern, Payload, Result, Tape, Tracked, Value};
 
 use crate::convert::{arg_or_raise, array_value, output_to_py, to_numpy, to_numpy_scalar};
 use crate::errors::IntoPyResult;
 use crate::tracked::tracked_of;
 
-/// The Python callables one tape holds.
+/// The Python callables of the rules one generation of a tape recorded.
 #[pyclass(weakref, module = "tracker._core")]
 pub struct TapeObjects {
     callables: Vec<Option<Py<PyAny>>>,
     free: Vec<usize>,
+    generation: u32,
+    /// An older generation that values of this one reach (which may hold older ones).
+    older: Option<Py<TapeObjects>>,
+    /// The oldest generation reached through `older`.
+    covers: u32,
 }
 
 #[pymethods]
@@ -31,34 +38,121 @@ impl TapeObjects {
         for callable in self.callables.iter().flatten() {
             visit.call(callable)?;
         }
+        if let Some(older) = &self.older {
+            visit.call(older)?;
+        }
         Ok(())
     }
 
     fn __clear__(&mut self) {
         self.callables.clear();
         self.free.clear();
+        self.older = None;
     }
 }
 
-/// The weak reference a tape keeps to its `TapeObjects`.
-struct WeakObjects(Py<PyWeakrefReference>);
+/// The weak references a tape keeps to the `TapeObjects` of its generations, in
+/// increasing generation.
+struct Generations(Mutex<Entries>);
 
-/// The tape's `TapeObjects`, if it has live ones.
-pub fn objects_of(py: Python<'_>, tape: &Tape) -> Option<Py<TapeObjects>> {
-    let extension = tape.extension()?;
-    let weak = extension.downcast_ref::<WeakObjects>()?;
-    let obj = weak.0.bind(py).upgrade()?;
-    obj.cast_into::<TapeObjects>().ok().map(Bound::unbind)
+#[derive(Default)]
+struct Entries {
+    list: Vec<(u32, Py<PyWeakrefReference>)>,
+    /// The length at which dead entries are next forgotten.
+    prune_at: usize,
+}
+
+impl Generations {
+    fn of(tape: &Tape) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        tape.extension()
+            .filter(|e| e.downcast_ref::<Generations>().is_some())
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn upgrade<'py>(py: Python<'py>, weak: &Py<PyWeakrefReference>) -> Option<Bound<'py, TapeObjects>> {
+    weak.bind(py).upgrade().and_then(|o| o.cast_into().ok())
+}
+
+/// The live `TapeObjects` of `tape` with the newest generation in `range`.
+fn newest_in<'py>(
+    py: Python<'py>,
+    tape: &Tape,
+    range: std::ops::RangeInclusive<u32>,
+) -> Option<Bound<'py, TapeObjects>> {
+    let extension = Generations::of(tape)?;
+    let entries = extension.downcast_ref::<Generations>()?.entries();
+    let end = entries.list.partition_point(|(g, _)| g <= range.end());
+    entries
+        .list
+        .get(..end)?
+        .iter()
+        .rev()
+        .take_while(|(g, _)| range.contains(g))
+        .find_map(|(_, weak)| upgrade(py, weak))
+}
+
+/// What a handle of `t` holds: the newest generation of rules it reaches, linked to the
+/// older generations it reaches, so none is freed while the handle lives.
+pub fn objects_of(py: Python<'_>, t: &Tracked) -> Option<Py<TapeObjects>> {
+    let (oldest, newest) = t.extern_reach()?;
+    let tape = t.tape()?;
+    let top = newest_in(py, tape, oldest..=newest)?;
+    let mut path = vec![top.clone()];
+    let mut current = top.clone();
+    loop {
+        let (at, covers, older) = {
+            let c = current.borrow();
+            (
+                c.generation,
+                c.covers,
+                c.older.as_ref().map(|o| o.clone_ref(py)),
+            )
+        };
+        if covers <= oldest || at == 0 {
+            break;
+        }
+        let next = match older {
+            Some(o) => o.into_bound(py),
+            None => {
+                let Some(below) = newest_in(py, tape, oldest..=at - 1) else {
+                    break;
+                };
+                current.borrow_mut().older = Some(below.clone().unbind());
+                below
+            }
+        };
+        path.push(next.clone());
+        current = next;
+    }
+    for o in &path {
+        let mut o = o.borrow_mut();
+        o.covers = o.covers.min(oldest);
+    }
+    Some(top.unbind())
 }
 
 /// Frees the callables of a tape whose arena was cleared: their nodes are gone.
 pub fn tape_cleared(tape: &Tape) {
     Python::attach(|py| {
-        if let Some(objects) = objects_of(py, tape) {
+        let Some(extension) = Generations::of(tape) else {
+            return;
+        };
+        let Some(generations) = extension.downcast_ref::<Generations>() else {
+            return;
+        };
+        let live: Vec<_> = std::mem::take(&mut generations.entries().list)
+            .iter()
+            .filter_map(|(_, weak)| upgrade(py, weak))
+            .collect();
+        for objects in live {
             // Taken out first and dropped after the borrow ends: dropping a closure may
             // run Python code.
             let old = {
-                let mut objects = objects.bind(py).borrow_mut();
+                let mut objects = objects.borrow_mut();
                 objects.free.clear();
                 std::mem::take(&mut objects.callables)
             };
@@ -67,20 +161,43 @@ pub fn tape_cleared(tape: &Tape) {
     });
 }
 
-/// The tape's `TapeObjects`, made when it has none.
+/// The `TapeObjects` of the tape's current generation, made when it has none.
 fn objects_for<'py>(py: Python<'py>, tape: &Tape) -> PyResult<Bound<'py, TapeObjects>> {
-    if let Some(objects) = objects_of(py, tape) {
-        return Ok(objects.into_bound(py));
+    let generation = tape.generation();
+    if let Some(objects) = newest_in(py, tape, generation..=generation) {
+        return Ok(objects);
     }
     let objects = Bound::new(
         py,
         TapeObjects {
             callables: Vec::new(),
             free: Vec::new(),
+            generation,
+            older: None,
+            covers: generation,
         },
     )?;
-    let weak = PyWeakrefReference::new(&objects)?;
-    tape.set_extension(Some(Arc::new(WeakObjects(weak.unbind()))));
+    let weak = PyWeakrefReference::new(&objects)?.unbind();
+    let extension = match Generations::of(tape) {
+        Some(e) => e,
+        None => {
+            let e: Arc<dyn std::any::Any + Send + Sync> =
+                Arc::new(Generations(Mutex::new(Entries::default())));
+            tape.set_extension(Some(e.clone()));
+            e
+        }
+    };
+    if let Some(generations) = extension.downcast_ref::<Generations>() {
+        let mut entries = generations.entries();
+        // Dead generations are forgotten each time the list has doubled since.
+        if entries.list.len() >= entries.prune_at {
+            entries
+                .list
+                .retain(|(_, weak)| weak.bind(py).upgrade().is_some());
+            entries.prune_at = (2 * entries.list.len()).max(16);
+        }
+        entries.list.push((generation, weak));
+    }
     Ok(objects)
 }
 
