@@ -13,7 +13,7 @@
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::thread::ThreadId;
 
@@ -189,6 +189,8 @@ pub struct Tape {
     id: u64,
     /// What an embedding (the Python boundary) keeps beside the tape.
     extension: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
+    /// Whether an external rule was ever recorded here (read without the lock).
+    externs: AtomicBool,
 }
 
 static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(1);
@@ -208,6 +210,7 @@ impl Tape {
             owner: std::thread::current().id(),
             id: NEXT_TAPE_ID.fetch_add(1, Ordering::Relaxed),
             extension: Mutex::new(None),
+            externs: AtomicBool::new(false),
         })
     }
 
@@ -519,6 +522,9 @@ impl Tracked {
         let Link::Node(r) = &self.link else {
             return None;
         };
+        if !r.tape.externs.load(Ordering::Relaxed) {
+            return None;
+        }
         let arena = r.tape.lock();
         if arena.epoch != r.epoch {
             return None;
@@ -808,7 +814,7 @@ pub(crate) fn push(
     needs_grad: bool,
 ) -> NodeId {
     let own = matches!(op, Op::Extern(_)).then(|| {
-        arena.generation += 1;
+        arena.generation = arena.generation.saturating_add(1);
         (arena.generation, arena.generation)
     });
     let reach = inputs
@@ -900,14 +906,7 @@ pub fn apply_extern(rule: Arc<dyn Extern>, args: &[Arg], value: Value) -> Result
 /// is held outside the arena), the nodes `Arena::trim` finds unreachable. What is freed
 /// is dropped, and the embedding told, after the lock is released: dropping borrowed
 /// NumPy arrays or a rule's pullback can run Python code, which may record.
-fn tidy(tape: &Tape) {
-    let alone = STATE.with(|s| {
-        let s = s.borrow();
-        s.frames.len() == 1
-            && s.frames
-                .first()
-                .is_some_and(|f| std::ptr::eq(&*f.tape, tape))
-    });
+fn tidy(tape: &Tape, alone: bool) {
     let (removed, touched, cleared) = {
         let mut arena = tape.lock();
         if arena.sweeps > 0 || arena.nodes.is_empty() {
@@ -966,10 +965,16 @@ fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
     let location = anomaly
         .then(|| LOCATION.get().and_then(|hook| hook()))
         .flatten();
-    let tape = current_tape();
-    let top = is_top_level(&tape);
+    let (tape, top, alone) = STATE.with(|s| {
+        let s = s.borrow();
+        let first = s.frames.first().map(|f| &f.tape);
+        let tape = s.frames.last().map(|f| f.tape.clone());
+        let tape = tape.unwrap_or_else(Tape::new);
+        let top = first.is_some_and(|f| Arc::ptr_eq(f, &tape));
+        (tape, top, top && s.frames.len() == 1)
+    });
     let mut outer = Vec::new();
-    tidy(&tape);
+    tidy(&tape, alone);
     let mut arena = tape.lock();
     let mut ids = Inputs::new();
     let mut values: SmallVec<[Value; 2]> = SmallVec::new();
@@ -1023,6 +1028,9 @@ fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
     }
     if !needs_grad {
         return Ok(Output::Value(value));
+    }
+    if matches!(op, Op::Extern(_)) {
+        tape.externs.store(true, Ordering::Relaxed);
     }
     let id = push(&mut arena, op, ids, value, true);
     if let Some(location) = location {
