@@ -1634,3 +1634,39 @@ def test_index_arrays_of_more_than_32_dimensions():
     assert y.shape == idx.shape
     tr.back(np.sum(y * y))
     np.testing.assert_array_equal(tr.grad(x), [0.0, 0.0, 4.0])
+
+
+BOOLEAN_SCALAR_KEYS = [
+    True,
+    False,
+    np.True_,
+    np.array(False),
+    (0, True),
+    (True, 1),
+    (Ellipsis, np.True_),
+    (None, True, slice(1, None), False),
+    (True, [0, 1], True),
+    (slice(None), np.array([True, False, True]), True),
+    (True, Ellipsis, 0, False),
+]
+
+
+@pytest.mark.parametrize("key", BOOLEAN_SCALAR_KEYS, ids=repr)
+def test_boolean_scalar_indices_as_numpy(key):
+    """A boolean scalar is a new axis of length 1 (True) or 0 (False) where it stands,
+    alone or among other indices, as in NumPy; the gradient flows through it."""
+    a = np.arange(24.0).reshape(2, 3, 4)
+    y = tr.param(a)[key]
+    assert tr.data(y).shape == a[key].shape
+    assert_array_equal(tr.data(y), a[key])
+    assert gradcheck(lambda x: np.sum(np.sin(x[key])), a)
+
+
+@pytest.mark.parametrize("returned", [(), []], ids=["tuple", "list"])
+def test_a_function_returning_no_loss(returned):
+    for differentiate in (tr.gradient, tr.withgradient):
+        with pytest.raises(TypeError, match="returned an empty"):
+            differentiate(lambda x: returned, np.ones(3))
+    ps = tr.Params([tr.param(np.ones(3))])
+    with pytest.raises(TypeError, match="returned an empty"):
+        tr.gradient(lambda: (), ps)

@@ -41,9 +41,8 @@ def _run(f: Callable[..., Any], args: tuple[Any, ...], nest: bool) -> tuple[Any,
     try:
         treedef, inputs, positions, traced = _trace(scope, args)
         value = f(*traced)
-        loss = value[0] if isinstance(value, tuple) else value
         wanted = [t for t in inputs if t is not None]
-        grads = scope.gradient(loss, wanted)
+        grads = scope.gradient(params.loss_of(value), wanted)
     except BaseException:
         scope.exit([])
         raise

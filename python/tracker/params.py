@@ -229,6 +229,17 @@ def _inputs(scope: _core.Scope, ps: Params) -> list[Any]:
     return handles
 
 
+def loss_of(value: Any) -> Any:
+    """The loss in what a differentiated function returned: the value itself, or the
+    first item of a tuple (the rest ride along, as Tracker.jl's `withgradient`)."""
+    if isinstance(value, (tuple, list)) and not value:
+        raise TypeError(
+            f"the function returned an empty {type(value).__name__}: return the loss "
+            "(a scalar), or a tuple whose first item is the loss"
+        )
+    return value[0] if isinstance(value, tuple) else value
+
+
 def _run(f: Callable[[], Any], ps: Params, nest: bool) -> tuple[Any, Grads]:
     if not isinstance(ps, Params):
         raise TypeError(f"expected Params, got {type(ps).__name__}")
@@ -236,8 +247,7 @@ def _run(f: Callable[[], Any], ps: Params, nest: bool) -> tuple[Any, Grads]:
     try:
         handles = _inputs(scope, ps)
         value = f()
-        loss = value[0] if isinstance(value, tuple) else value
-        grads = scope.gradient(loss, handles)
+        grads = scope.gradient(loss_of(value), handles)
     except BaseException:
         scope.exit([])
         raise

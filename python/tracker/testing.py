@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tracker import _core, tree
+from tracker import _core, params, tree
 
 __all__ = ["gradcheck", "gradgradcheck", "gradtest", "ngradient"]
 
@@ -59,8 +59,7 @@ def _differentiable(leaf: Any) -> bool:
 
 def _loss_value(value: Any) -> float:
     """The scalar loss `f` returned (the first element of a tuple, as `gradient` takes it)."""
-    loss = value[0] if isinstance(value, tuple) else value
-    array = np.asarray(_core.data(loss))
+    array = np.asarray(_core.data(params.loss_of(value)))
     if array.shape != ():
         raise ValueError(
             f"the function must return a scalar loss, got an array of shape {array.shape}"

@@ -353,9 +353,82 @@ fn check_masks(
 }
 
 pub fn getitem(py: Python<'_>, x: &Tracked, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    if let Some((shape, key)) = without_scalar_bools(key, &x.shape())? {
+        let reshaped = run(py, Op::Reshape(shape.into()), &[Arg::Tracked(x.clone())])?;
+        return Ok(reshaped.bind(py).get_item(key)?.unbind());
+    }
     let items = index_items(key, &x.shape())?;
     let gather = plan(&x.shape(), &items).py()?;
     run(py, Op::Gather(gather.into()), &[Arg::Tracked(x.clone())])
+}
+
+fn is_scalar_bool(part: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if part.is_instance_of::<pyo3::types::PyBool>() {
+        return Ok(true);
+    }
+    let Ok(arr) = part.cast::<PyUntypedArray>() else {
+        return Ok(part.is_instance(&numpy(part.py())?.getattr("bool_")?)?);
+    };
+    Ok(arr.ndim() == 0 && arr.dtype().kind() == b'b')
+}
+
+/// A key with boolean scalars made plain, as NumPy reads them: each is a new axis of
+/// length 1 in the indexed array, where the scalar stands, indexed by `[0]` (True) or
+/// `[]` (False). Gives the array's new shape and the key; `None` when the key has none.
+fn without_scalar_bools<'py>(
+    key: &Bound<'py, PyAny>,
+    shape: &[usize],
+) -> PyResult<Option<(Vec<usize>, Bound<'py, PyAny>)>> {
+    let py = key.py();
+    let parts: Vec<Bound<'py, PyAny>> = match key.cast::<PyTuple>() {
+        Ok(t) if key.is_exact_instance_of::<PyTuple>() => t.iter().collect(),
+        _ => vec![key.clone()],
+    };
+    let bools = parts
+        .iter()
+        .map(is_scalar_bool)
+        .collect::<PyResult<Vec<bool>>>()?;
+    if !bools.contains(&true) {
+        return Ok(None);
+    }
+    // How many axes of the array each part takes (an ellipsis: those left over).
+    let takes = |part: &Bound<'py, PyAny>| -> PyResult<usize> {
+        if part.is_none() || part.is_instance_of::<PyEllipsis>() {
+            return Ok(0);
+        }
+        match part.cast::<PyUntypedArray>() {
+            Ok(arr) if arr.dtype().kind() == b'b' => Ok(arr.ndim()),
+            _ => Ok(1),
+        }
+    };
+    let mut counts = Vec::with_capacity(parts.len());
+    for (part, &b) in parts.iter().zip(&bools) {
+        counts.push(if b { 0 } else { takes(part)? });
+    }
+    let total: usize = counts.iter().sum();
+    let np = numpy(py)?;
+    let mut new_shape = Vec::with_capacity(shape.len() + parts.len());
+    let mut new_key = Vec::with_capacity(parts.len());
+    let mut axis = 0usize;
+    for ((part, &b), &count) in parts.iter().zip(&bools).zip(&counts) {
+        let count = if part.is_instance_of::<PyEllipsis>() {
+            shape.len().saturating_sub(total)
+        } else {
+            count
+        };
+        let end = (axis + count).min(shape.len());
+        new_shape.extend(shape.get(axis..end).unwrap_or(&[]));
+        axis = end;
+        if b {
+            new_shape.push(1);
+            let picked: Vec<isize> = if part.is_truthy()? { vec![0] } else { vec![] };
+            new_key.push(np.call_method1("array", (picked, np.getattr("intp")?))?);
+        } else {
+            new_key.push(part.clone());
+        }
+    }
+    new_shape.extend(shape.get(axis..).unwrap_or(&[]));
+    Ok(Some((new_shape, PyTuple::new(py, new_key)?.into_any())))
 }
 
 /// `x` placed into a zero array of `shape` at `key` (the transpose of `x[key]`): the
