@@ -367,7 +367,7 @@ fn is_scalar_bool(part: &Bound<'_, PyAny>) -> PyResult<bool> {
         return Ok(true);
     }
     let Ok(arr) = part.cast::<PyUntypedArray>() else {
-        return Ok(part.is_instance(&numpy(part.py())?.getattr("bool_")?)?);
+        return part.is_instance(&numpy(part.py())?.getattr("bool_")?);
     };
     Ok(arr.ndim() == 0 && arr.dtype().kind() == b'b')
 }
