@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from tracker import _numpy, nn, optim, testing, tree
+from tracker import _blas, _numpy, nn, optim, testing, tree
 from tracker._at import at
 from tracker._core import (
     AnomalyError,
@@ -85,6 +85,7 @@ __all__ = [
 ]
 
 del _numpy  # imported for its side effect: NumPy functions dispatch on tracked arrays
+del _blas  # imported for its side effect: matrix products through NumPy's OpenBLAS
 
 
 def zero_grad(x: Any) -> None:

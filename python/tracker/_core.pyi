@@ -49,6 +49,7 @@ __all__ = [
     "unary",
     "uncounted",
     "update",
+    "use_blas",
     "where",
     "zero_grad",
 ]
@@ -292,6 +293,9 @@ def set_grad_enabled(enabled: bool) -> bool: ...
 def set_anomaly(enabled: bool) -> bool: ...
 def reset_thread_tape() -> None:
     """Gives this thread a fresh top-level tape (for isolating tests)."""
+
+def use_blas(path: str) -> bool:
+    """Uses the scipy-openblas library at `path` (NumPy's own) for matrix products."""
 
 def tape_length() -> int:
     """How many nodes this thread's current tape holds (for tests of its lifetime)."""

@@ -1,6 +1,7 @@
 //! `tracker._core`: the PyO3 boundary of tracker-core. Conversion, error mapping and
 //! handles only; no rule lives here.
 
+mod blas;
 mod convert;
 mod errors;
 mod linalg;
@@ -387,6 +388,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_anomaly, m)?)?;
     m.add_function(wrap_pyfunction!(reset_thread_tape, m)?)?;
     m.add_function(wrap_pyfunction!(tape_length, m)?)?;
+    m.add_function(wrap_pyfunction!(blas::use_blas, m)?)?;
     m.add_function(wrap_pyfunction!(rules::record_rule, m)?)?;
     m.add_class::<rules::TapeObjects>()?;
     m.add_function(wrap_pyfunction!(scope::enter_scope, m)?)?;

@@ -1,6 +1,6 @@
-//! Linear algebra: `matmul` with batch dimensions and NumPy broadcasting (through
-//! ndarray's GEMM, matrixmultiply), and the decompositions of `np.linalg` over batches
-//! of matrices `(..., m, n)`.
+//! Linear algebra: `matmul` with batch dimensions and NumPy broadcasting (through a
+//! GEMM an embedding installs with [`set_gemm`], else ndarray's, matrixmultiply), and
+//! the decompositions of `np.linalg` over batches of matrices `(..., m, n)`.
 //!
 //! Every pullback is written from the op's tracked inputs and recorded output, so it is
 //! differentiable again: `inv`'s uses its output `Y` (`dA = -Yᵀ dY Yᵀ`), `det`'s and
@@ -26,7 +26,7 @@
 //! `inv` and `solve`, and in the pullbacks that need an inverse (`slogdet` at a singular
 //! matrix, `qr` of a rank-deficient one); `det`'s pullback switches to the SVD there.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ndarray::{ArrayView2, ArrayViewMut2, linalg::general_mat_mul};
 
@@ -40,6 +40,19 @@ use crate::ops::index::{IndexItem, plan};
 use crate::value::{Array, Dtype, Shape, Value, alloc, size_of};
 
 // -- matmul ---------------------------------------------------------------------------
+
+/// A matrix product an embedding can supply (the BLAS NumPy links, say): `c = a @ b` for
+/// row-major contiguous `a` (m×k), `b` (k×n) and `c` (m×n), with `m`, `k` and `n` as
+/// given. Returns whether it ran; if not, matrixmultiply's runs instead.
+pub type Gemm<T> = fn(m: usize, k: usize, n: usize, a: &[T], b: &[T], c: &mut [T]) -> bool;
+
+static GEMM: OnceLock<(Gemm<f64>, Gemm<f32>)> = OnceLock::new();
+
+/// Installs the matrix products `matmul` uses from now on (once per process; later calls
+/// are ignored). Without them, matrixmultiply's run.
+pub fn set_gemm(f64: Gemm<f64>, f32: Gemm<f32>) {
+    let _ = GEMM.set((f64, f32));
+}
 
 /// How `a @ b` pairs up its operands' matrices.
 struct MatmulPlan {
@@ -126,7 +139,11 @@ fn batch_pairs(a: &[usize], b: &[usize], batch: &[usize]) -> Vec<(usize, usize)>
         .collect()
 }
 
-fn matmul_typed<T: Float + ndarray::LinalgScalar>(a: &Array<T>, b: &Array<T>) -> Result<Array<T>> {
+fn matmul_typed<T: Float + ndarray::LinalgScalar>(
+    a: &Array<T>,
+    b: &Array<T>,
+    gemm: Option<Gemm<T>>,
+) -> Result<Array<T>> {
     let p = matmul_plan(a.shape(), b.shape())?;
     let (m, k, n) = (p.m, p.k, p.n);
     let count = size_of(&p.batch, "matmul")?;
@@ -146,18 +163,18 @@ fn matmul_typed<T: Float + ndarray::LinalgScalar>(a: &Array<T>, b: &Array<T>) ->
         .zip(out.chunks_exact_mut(m * n))
         .take(count)
     {
-        let av = view(
-            a.as_slice()
-                .get(ia * m * k..(ia + 1) * m * k)
-                .ok_or_else(bad)?,
-            [m, k],
-        )?;
-        let bv = view(
-            b.as_slice()
-                .get(ib * k * n..(ib + 1) * k * n)
-                .ok_or_else(bad)?,
-            [k, n],
-        )?;
+        let a = a
+            .as_slice()
+            .get(ia * m * k..(ia + 1) * m * k)
+            .ok_or_else(bad)?;
+        let b = b
+            .as_slice()
+            .get(ib * k * n..(ib + 1) * k * n)
+            .ok_or_else(bad)?;
+        if gemm.is_some_and(|gemm| k > 0 && gemm(m, k, n, a, b, c)) {
+            continue;
+        }
+        let (av, bv) = (view(a, [m, k])?, view(b, [k, n])?);
         let mut cv = ArrayViewMut2::from_shape([m, n], c)
             .map_err(|e| shape_error("matmul", e.to_string()))?;
         // Shapes are checked above, so the product cannot panic.
@@ -169,9 +186,10 @@ fn matmul_typed<T: Float + ndarray::LinalgScalar>(a: &Array<T>, b: &Array<T>) ->
 /// `a @ b` with NumPy's `matmul` semantics: 1-D operands promoted (and the axis removed
 /// again), batch dimensions broadcast.
 pub fn matmul(a: &Value, b: &Value) -> Result<Value> {
+    let gemm = GEMM.get().copied();
     match (a, b) {
-        (Value::F32(a), Value::F32(b)) => Ok(Value::F32(matmul_typed(a, b)?)),
-        (Value::F64(a), Value::F64(b)) => Ok(Value::F64(matmul_typed(a, b)?)),
+        (Value::F32(a), Value::F32(b)) => Ok(Value::F32(matmul_typed(a, b, gemm.map(|g| g.1))?)),
+        (Value::F64(a), Value::F64(b)) => Ok(Value::F64(matmul_typed(a, b, gemm.map(|g| g.0))?)),
         _ => Err(crate::op::mixed_dtypes("matmul")),
     }
 }

@@ -1,0 +1,116 @@
+//! Matrix products through the BLAS NumPy itself links: the OpenBLAS that NumPy's wheels
+//! bundle (scipy-openblas, 64-bit integers). `tracker` finds the library beside NumPy and
+//! hands its path here; without one, the core's matrixmultiply runs.
+
+use std::ffi::c_int;
+use std::sync::OnceLock;
+
+use pyo3::prelude::*;
+
+/// `cblas_?gemm` with 64-bit integers, as scipy-openblas exports it.
+type Cblas<T> = unsafe extern "C" fn(
+    order: c_int,
+    trans_a: c_int,
+    trans_b: c_int,
+    m: i64,
+    n: i64,
+    k: i64,
+    alpha: T,
+    a: *const T,
+    lda: i64,
+    b: *const T,
+    ldb: i64,
+    beta: T,
+    c: *mut T,
+    ldc: i64,
+);
+
+const ROW_MAJOR: c_int = 101;
+const NO_TRANS: c_int = 111;
+
+static ROUTINES: OnceLock<(Cblas<f64>, Cblas<f32>)> = OnceLock::new();
+
+/// `c = a @ b` through `routine`, for row-major contiguous operands of the sizes given;
+/// false (nothing done) when the slices do not hold them.
+fn gemm<T: Copy + From<u8>>(
+    routine: Cblas<T>,
+    (m, k, n): (usize, usize, usize),
+    (a, b, c): (&[T], &[T], &mut [T]),
+) -> bool {
+    let fits = |len: usize, rows: usize, cols: usize| rows.checked_mul(cols) == Some(len);
+    let dims = [m, k, n].map(i64::try_from);
+    let [Ok(m64), Ok(k64), Ok(n64)] = dims else {
+        return false;
+    };
+    if !(fits(a.len(), m, k) && fits(b.len(), k, n) && fits(c.len(), m, n)) || k == 0 {
+        return false;
+    }
+    let (one, zero) = (T::from(1), T::from(0));
+    // SAFETY: the slices hold exactly m×k, k×n and m×n elements (checked above), row-major
+    // and contiguous with leading dimensions k, n and n, as this call describes them; `c`
+    // is borrowed mutably and overlaps neither operand.
+    unsafe {
+        routine(
+            ROW_MAJOR,
+            NO_TRANS,
+            NO_TRANS,
+            m64,
+            n64,
+            k64,
+            one,
+            a.as_ptr(),
+            k64.max(1),
+            b.as_ptr(),
+            n64.max(1),
+            zero,
+            c.as_mut_ptr(),
+            n64.max(1),
+        )
+    };
+    true
+}
+
+fn dgemm(m: usize, k: usize, n: usize, a: &[f64], b: &[f64], c: &mut [f64]) -> bool {
+    ROUTINES
+        .get()
+        .is_some_and(|r| gemm(r.0, (m, k, n), (a, b, c)))
+}
+
+fn sgemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) -> bool {
+    ROUTINES
+        .get()
+        .is_some_and(|r| gemm(r.1, (m, k, n), (a, b, c)))
+}
+
+/// Uses the scipy-openblas library at `path` (NumPy's own, already loaded by NumPy) for
+/// matrix products; false when it is not one.
+#[pyfunction]
+pub fn use_blas(path: &str) -> bool {
+    if ROUTINES.get().is_some() {
+        return true;
+    }
+    // SAFETY: `tracker` passes only the OpenBLAS bundled with NumPy, which NumPy has
+    // loaded already, so loading it again runs no initialisation; the symbols looked up
+    // are scipy-openblas's cblas_dgemm and cblas_sgemm with 64-bit integers, whose C
+    // signature `Cblas` spells out.
+    let routines = unsafe {
+        let Ok(library) = libloading::Library::new(path) else {
+            return false;
+        };
+        let d = library
+            .get::<Cblas<f64>>(b"scipy_cblas_dgemm64_\0")
+            .map(|s| *s);
+        let s = library
+            .get::<Cblas<f32>>(b"scipy_cblas_sgemm64_\0")
+            .map(|s| *s);
+        let (Ok(d), Ok(s)) = (d, s) else {
+            return false;
+        };
+        // The routines live as long as the process: the library is never unloaded.
+        std::mem::forget(library);
+        (d, s)
+    };
+    let _ = ROUTINES.set(routines);
+    tracker_core::ops::linalg::set_gemm(dgemm, sgemm);
+    true
+}
