@@ -58,3 +58,26 @@ def test_the_portable_gemm_when_told_not_to_use_numpys():
     env = {**os.environ, "TRACKER_BLAS": "0"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("side", ["left", "right", "both"])
+@pytest.mark.parametrize("value", [2.5, -1.0, 0.0, np.inf])
+def test_products_with_a_matrix_of_one_value(side, value, dtype):
+    """A product with a matrix of one value (the seed of a sum, coming back through a
+    product) is rank one and computed as such: it must still be NumPy's product, with
+    infinities and NaN where NumPy has them."""
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((3, 48, 40)).astype(dtype)
+    b = rng.standard_normal((40, 36)).astype(dtype)
+    a[0, 0, :2] = [np.inf, -np.inf]
+    b[1, 3] = np.nan
+    if side in ("left", "both"):
+        a = np.full(a.shape, value, dtype)
+    if side in ("right", "both"):
+        b = np.full(b.shape, value, dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        expected = a @ b
+    y = tr.data(tr.param(a) @ b)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    assert_allclose(y, expected, rtol=tol, atol=tol)

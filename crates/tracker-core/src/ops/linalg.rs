@@ -171,7 +171,7 @@ fn matmul_typed<T: Float + ndarray::LinalgScalar>(
             .as_slice()
             .get(ib * k * n..(ib + 1) * k * n)
             .ok_or_else(bad)?;
-        if gemm.is_some_and(|gemm| k > 0 && gemm(m, k, n, a, b, c)) {
+        if rank_one(a, b, c, (m, k, n)) || gemm.is_some_and(|g| k > 0 && g(m, k, n, a, b, c)) {
             continue;
         }
         let (av, bv) = (view(a, [m, k])?, view(b, [k, n])?);
@@ -181,6 +181,45 @@ fn matmul_typed<T: Float + ndarray::LinalgScalar>(
         general_mat_mul(<T as Float>::one(), &av, &bv, <T as Float>::zero(), &mut cv);
     }
     Array::from_vec(&p.out, out)
+}
+
+/// The element every entry of `s` equals, if they are all one value.
+fn uniform<T: Float>(s: &[T]) -> Option<T> {
+    let first = *s.first()?;
+    s.iter().all(|&v| v == first).then_some(first)
+}
+
+/// `c = a @ b` when `a` or `b` has a single value throughout (the broadcast seed of a
+/// `sum`, on its way back through a product): the product is then rank one, each entry
+/// the sum of a row of `a` or a column of `b` times that value, in O(mk + kn + mn)
+/// instead of O(mkn). Returns whether it applied.
+fn rank_one<T: Float>(a: &[T], b: &[T], c: &mut [T], (m, k, n): (usize, usize, usize)) -> bool {
+    if m.saturating_mul(k).saturating_mul(n) < 1 << 15 || m == 0 || n == 0 {
+        return false;
+    }
+    if let Some(v) = uniform(b) {
+        for (row, out) in a.chunks_exact(k).zip(c.chunks_exact_mut(n)) {
+            let total = row.iter().fold(T::zero(), |acc, &x| acc + x * v);
+            out.fill(total);
+        }
+        return true;
+    }
+    let Some(v) = uniform(a) else {
+        return false;
+    };
+    let Some((first, rest)) = c.split_at_mut_checked(n) else {
+        return false;
+    };
+    first.fill(T::zero());
+    for row in b.chunks_exact(n) {
+        for (o, &x) in first.iter_mut().zip(row) {
+            *o = *o + v * x;
+        }
+    }
+    for out in rest.chunks_exact_mut(n) {
+        out.copy_from_slice(first);
+    }
+    true
 }
 
 /// `a @ b` with NumPy's `matmul` semantics: 1-D operands promoted (and the axis removed
