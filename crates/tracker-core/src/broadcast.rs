@@ -39,7 +39,7 @@ fn dim_from_end(shape: &[usize], from_end: usize) -> usize {
 
 /// The axes of `grad_shape` to sum (keeping dimensions) so that the result reshapes to
 /// `target`, where `target` broadcasts to `grad_shape`.
-pub fn reduction_axes(grad_shape: &[usize], target: &[usize]) -> Shape {
+pub(crate) fn reduction_axes(grad_shape: &[usize], target: &[usize]) -> Shape {
     let lead = grad_shape.len().saturating_sub(target.len());
     grad_shape
         .iter()

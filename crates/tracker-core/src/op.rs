@@ -1,7 +1,7 @@
 //! The op enum, its one dispatch `match`, and the array backend that pullbacks are
 //! written against.
 //!
-//! A pullback is written once, generic over [`Backend`]: with [`Eager`] it computes on
+//! A pullback is written once, generic over `Backend`: with [`Eager`] it computes on
 //! buffers; with the tape's recording backend every step records a node, so the same
 //! function gives gradients of gradients.
 
@@ -138,7 +138,7 @@ impl Op {
     }
 
     /// Whether this op is a leaf of the graph (it has no inputs).
-    pub fn is_leaf(&self) -> bool {
+    pub(crate) fn is_leaf(&self) -> bool {
         matches!(self, Op::Const | Op::Input | Op::Param(_) | Op::Consumed(_))
     }
 
@@ -185,7 +185,7 @@ impl Op {
 
     /// The contributions of `dy` (the gradient of this op's output `y`) to the gradients
     /// of the inputs for which `needs` is true. Written once for both backends.
-    pub fn pullback<B: Backend>(
+    pub(crate) fn pullback<B: Backend>(
         &self,
         b: &mut B,
         inputs: &[B::A],
@@ -275,7 +275,7 @@ impl Op {
 }
 
 /// How a pullback adds to an input's gradient.
-pub enum Contribution<A> {
+pub(crate) enum Contribution<A> {
     /// A gradient of the input's full shape.
     Dense(A),
     /// A piece added at the positions a gather read: costs the size of the piece.
@@ -283,7 +283,7 @@ pub enum Contribution<A> {
 }
 
 /// One optional contribution per input.
-pub type Contributions<A> = SmallVec<[Option<Contribution<A>>; 2]>;
+pub(crate) type Contributions<A> = SmallVec<[Option<Contribution<A>>; 2]>;
 
 /// A dense contribution for each input that needs one: `grad(b, k)` is input k's
 /// gradient at any shape that broadcasts to it, and is summed back to its shape.
@@ -378,7 +378,7 @@ pub trait Arrays {
 }
 
 /// The arrays a pullback computes with: buffers ([`Eager`]) or recorded nodes.
-pub trait Backend: Arrays {
+pub(crate) trait Backend: Arrays {
     /// The gradient of a unary elementwise op, as one fused pass.
     fn unary_rule(&mut self, op: Unary, x: &Self::A, y: &Self::A, dy: &Self::A) -> Result<Self::A>;
     /// The gradient of a binary elementwise op with respect to input `side`, at the

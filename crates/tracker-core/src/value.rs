@@ -41,7 +41,7 @@ impl Dtype {
 }
 
 /// Storage shared between a value, the tape and NumPy views.
-pub enum Buffer<T> {
+pub(crate) enum Buffer<T> {
     Owned(Vec<T>),
     /// Memory owned elsewhere; `owner` keeps it alive and unchanged while this exists.
     Borrowed {
@@ -84,7 +84,7 @@ pub struct Array<T> {
 }
 
 /// The number of elements of `shape`, or an error when it overflows.
-pub fn size_of(shape: &[usize], op: &'static str) -> Result<usize> {
+pub(crate) fn size_of(shape: &[usize], op: &'static str) -> Result<usize> {
     shape
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))
@@ -96,7 +96,10 @@ pub fn size_of(shape: &[usize], op: &'static str) -> Result<usize> {
 
 /// Collects `items` into a vector whose allocation fails as `Error::Memory` instead of
 /// aborting.
-pub fn try_collect<T>(items: impl ExactSizeIterator<Item = T>, op: &'static str) -> Result<Vec<T>> {
+pub(crate) fn try_collect<T>(
+    items: impl ExactSizeIterator<Item = T>,
+    op: &'static str,
+) -> Result<Vec<T>> {
     let len = items.len();
     let mut v = Vec::new();
     v.try_reserve_exact(len).map_err(|_| Error::Memory {
@@ -108,7 +111,7 @@ pub fn try_collect<T>(items: impl ExactSizeIterator<Item = T>, op: &'static str)
 }
 
 /// A vector of `len` copies of `fill`, failing with `Error::Memory` instead of aborting.
-pub fn alloc<T: Copy>(len: usize, fill: T, op: &'static str) -> Result<Vec<T>> {
+pub(crate) fn alloc<T: Copy>(len: usize, fill: T, op: &'static str) -> Result<Vec<T>> {
     let mut v = Vec::new();
     v.try_reserve_exact(len).map_err(|_| Error::Memory {
         op,

@@ -144,7 +144,7 @@ impl Binary {
 /// Both inputs' gradients: the fused rule at the output's shape, summed back to each
 /// input's shape.
 #[allow(clippy::too_many_arguments)]
-pub fn pullback<B: Backend>(
+pub(crate) fn pullback<B: Backend>(
     b: &mut B,
     op: Binary,
     x1: &B::A,

@@ -250,7 +250,7 @@ pub fn plan(shape: &[usize], items: &[IndexItem]) -> Result<Gather> {
 }
 
 /// `x[index]`, reading the planned positions.
-pub fn gather(g: &Gather, x: &Value) -> Result<Value> {
+pub(crate) fn gather(g: &Gather, x: &Value) -> Result<Value> {
     if x.shape() != g.source_shape.as_slice() {
         return Err(crate::error::shape_error(
             "getitem",
@@ -268,7 +268,7 @@ pub fn gather(g: &Gather, x: &Value) -> Result<Value> {
 }
 
 /// A zero array of the gather's source shape with `piece` added at its positions.
-pub fn scatter(g: &Gather, piece: &Value) -> Result<Value> {
+pub(crate) fn scatter(g: &Gather, piece: &Value) -> Result<Value> {
     if piece.shape() != g.shape.as_slice() {
         return Err(crate::error::shape_error(
             "scatter_add",
@@ -292,7 +292,7 @@ pub fn scatter(g: &Gather, piece: &Value) -> Result<Value> {
 }
 
 /// Adds `piece` into `target` at the gather's positions (repeats accumulate).
-pub fn scatter_add<T: Float>(g: &Gather, piece: &[T], target: &mut [T]) {
+pub(crate) fn scatter_add<T: Float>(g: &Gather, piece: &[T], target: &mut [T]) {
     for (&p, &v) in g.positions.iter().zip(piece) {
         if let Some(t) = target.get_mut(p) {
             *t = *t + v;

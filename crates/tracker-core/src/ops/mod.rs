@@ -1,9 +1,9 @@
 //! The op families. Each file holds its ops' forward kernels and pullbacks together.
 
 pub mod binary;
-pub mod decomp;
+pub(crate) mod decomp;
 pub mod index;
-pub mod linalg;
+pub(crate) mod linalg;
 pub mod reduce;
 pub mod shape;
 pub mod special;

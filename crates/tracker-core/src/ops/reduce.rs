@@ -68,7 +68,7 @@ pub fn normalize_axes(
 }
 
 /// `shape` with the reduced `axes` kept as length 1.
-pub fn kept_shape(shape: &[usize], axes: &[usize]) -> Shape {
+pub(crate) fn kept_shape(shape: &[usize], axes: &[usize]) -> Shape {
     shape
         .iter()
         .enumerate()
@@ -89,7 +89,7 @@ fn reduced_shape(shape: &[usize], axes: &[usize], keepdims: bool) -> Shape {
 }
 
 /// The reduction of `x` over `axes`.
-pub fn forward(kind: Reduce, x: &Value, axes: &[usize], keepdims: bool) -> Result<Value> {
+pub(crate) fn forward(kind: Reduce, x: &Value, axes: &[usize], keepdims: bool) -> Result<Value> {
     if let Some(&bad) = axes.iter().find(|&&k| k >= x.shape().len()) {
         return Err(crate::error::index_error(
             kind.name(),
@@ -147,7 +147,7 @@ fn reduce_array<T: Float>(
 }
 
 /// The gradient of a reduction of `x` (with result `y`) given `dy`.
-pub fn pullback<B: Backend>(
+pub(crate) fn pullback<B: Backend>(
     b: &mut B,
     kind: Reduce,
     axes: &[usize],

@@ -15,7 +15,7 @@ pub struct Mask {
 
 impl Mask {
     /// The condition as 0/1 values of `dtype` (`negate` gives 1 where it is false).
-    pub fn to_value(&self, dtype: Dtype, negate: bool) -> Result<Value> {
+    pub(crate) fn to_value(&self, dtype: Dtype, negate: bool) -> Result<Value> {
         let ones = self
             .bits
             .iter()
@@ -65,7 +65,7 @@ pub fn resolve_shape(requested: &[isize], size: usize) -> Result<Shape> {
 }
 
 /// The inverse of a permutation of axes.
-pub fn inverse_permutation(perm: &[usize]) -> Shape {
+pub(crate) fn inverse_permutation(perm: &[usize]) -> Shape {
     let mut inverse: Shape = perm.iter().map(|_| 0).collect();
     for (k, &p) in perm.iter().enumerate() {
         if let Some(slot) = inverse.get_mut(p) {
@@ -76,7 +76,7 @@ pub fn inverse_permutation(perm: &[usize]) -> Shape {
 }
 
 /// Checks that `perm` is a permutation of `0..ndim`.
-pub fn check_permutation(perm: &[usize], ndim: usize) -> Result<()> {
+pub(crate) fn check_permutation(perm: &[usize], ndim: usize) -> Result<()> {
     let mut seen = vec![false; ndim];
     for &p in perm {
         match seen.get_mut(p) {
@@ -99,7 +99,7 @@ pub fn check_permutation(perm: &[usize], ndim: usize) -> Result<()> {
 }
 
 /// The axes of `x` permuted (a copy, row-major).
-pub fn transpose(x: &Value, perm: &[usize]) -> Result<Value> {
+pub(crate) fn transpose(x: &Value, perm: &[usize]) -> Result<Value> {
     check_permutation(perm, x.shape().len())?;
     let shape: Shape = perm
         .iter()
@@ -170,7 +170,7 @@ fn permute<T: Copy + Default>(src: &[T], shape: &[usize], perm: &[usize]) -> Res
 }
 
 /// `x` broadcast to `shape` (materialised).
-pub fn broadcast_to(x: &Value, shape: &[usize]) -> Result<Value> {
+pub(crate) fn broadcast_to(x: &Value, shape: &[usize]) -> Result<Value> {
     size_of(shape, "broadcast_to")?;
     let joint = broadcast_shapes("broadcast_to", x.shape(), shape)?;
     if joint.as_slice() != shape {
@@ -204,7 +204,7 @@ pub(crate) fn axis_length(op: &'static str, shape: &[usize], axis: usize) -> Res
 }
 
 /// `y[.., i, ..] = x[.., i - by, ..]` along `axis`, and `fill` where `i - by` is outside.
-pub fn shift(x: &Value, axis: usize, by: isize, fill: f64) -> Result<Value> {
+pub(crate) fn shift(x: &Value, axis: usize, by: isize, fill: f64) -> Result<Value> {
     let shape = x.shape();
     let n = axis_length("shift", shape, axis)?;
     let inner = size_of(shape.get(axis + 1..).unwrap_or(&[]), "shift")?;
@@ -237,7 +237,7 @@ pub fn shift(x: &Value, axis: usize, by: isize, fill: f64) -> Result<Value> {
 }
 
 /// `where(mask, a, b)` with broadcasting.
-pub fn select(mask: &Mask, a: &Value, b: &Value) -> Result<Value> {
+pub(crate) fn select(mask: &Mask, a: &Value, b: &Value) -> Result<Value> {
     let shape = broadcast_shapes(
         "where",
         &mask.shape,
@@ -260,7 +260,7 @@ pub fn select(mask: &Mask, a: &Value, b: &Value) -> Result<Value> {
 }
 
 /// `where`'s gradient: `dy` where the mask holds goes to `a`, the rest to `b`.
-pub fn select_pullback<B: Backend>(
+pub(crate) fn select_pullback<B: Backend>(
     b: &mut B,
     mask: &Mask,
     x1: &B::A,

@@ -265,7 +265,7 @@ fn native_binary<T: Float>(op: Special, a: &Array<T>, b: &Array<T>) -> Result<Ar
 }
 
 /// The function's value on `inputs` (of one dtype).
-pub fn forward(op: Special, inputs: &[&Value]) -> Result<Value> {
+pub(crate) fn forward(op: Special, inputs: &[&Value]) -> Result<Value> {
     let name = op.name();
     if inputs.len() != op.arity() {
         return Err(Error::Usage {
@@ -571,7 +571,7 @@ fn partial<B: Arrays>(
 }
 
 /// The contributions of `dy` to the inputs' gradients.
-pub fn pullback<B: Backend>(
+pub(crate) fn pullback<B: Backend>(
     b: &mut B,
     op: Special,
     inputs: &[B::A],
