@@ -1,4 +1,20 @@
 //! Shape ops: transpose, broadcast_to, shift, and `where`.
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use tracker_core::ops::shape::Mask;
+//! use tracker_core::{Op, Shape, Value};
+//!
+//! # fn main() -> tracker_core::Result<()> {
+//! let x = Value::from_vec(&[3], vec![1.0, 2.0, 3.0])?;
+//! let later = Op::Shift { axis: 0, by: 1, fill: 0.0 }.forward(&[&x])?;
+//! assert_eq!(later.to_f64_vec(), vec![0.0, 1.0, 2.0]);
+//! let mask = Arc::new(Mask { shape: Shape::from_slice(&[3]), bits: vec![true, false, true] });
+//! assert_eq!(Op::Where(mask).forward(&[&x, &later])?.to_f64_vec(), vec![1.0, 1.0, 3.0]);
+//! # Ok(())
+//! # }
+//! ```
 
 use crate::broadcast::{BroadcastOffsets, broadcast_shapes};
 use crate::error::{Result, index_error, shape_error};
@@ -7,9 +23,33 @@ use crate::num::Float;
 use crate::op::{Backend, Contributions, each_input};
 use crate::value::{Array, Dtype, Shape, Value, alloc, size_of, try_collect};
 
-/// A boolean condition, as `where` saves it.
+/// A boolean condition, as `where` saves it: [`Op::Where`](crate::Op::Where) takes its
+/// first operand where the condition holds (broadcast), its second elsewhere.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use tracker_core::ops::shape::Mask;
+/// use tracker_core::{Arg, Op, Output, Shape, Tracked, Value, apply, backward};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let x = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?);
+/// let first = Arc::new(Mask { shape: Shape::from_slice(&[2]), bits: vec![true, false] });
+/// let zero = Arg::Value(Value::scalar(0.0, x.dtype()));
+/// let Output::Tracked(y) = apply(Op::Where(first), &[Arg::Tracked(x.clone()), zero])?
+/// else {
+///     unreachable!("x is tracked")
+/// };
+/// assert_eq!(y.value().to_f64_vec(), vec![1.0, 0.0]);
+/// backward(&y.sum()?, None, true)?;
+/// assert_eq!(x.grad()?.to_f64_vec(), vec![1.0, 0.0]);
+/// # Ok(())
+/// # }
+/// ```
 pub struct Mask {
+    /// The condition's shape (it broadcasts against the operands).
     pub shape: Shape,
+    /// The condition, row-major.
     pub bits: Vec<bool>,
 }
 
@@ -30,7 +70,20 @@ impl Mask {
     }
 }
 
-/// A requested shape (one entry may be -1, inferred) for an array of `size` elements.
+/// A requested shape (one entry may be -1, inferred) for an array of `size` elements,
+/// as `reshape` takes it. Fails with [`Error::Shape`](crate::Error::Shape) when no shape
+/// fits.
+///
+/// ```
+/// use tracker_core::ops::shape::resolve_shape;
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// assert_eq!(resolve_shape(&[2, -1], 6)?.as_slice(), &[2, 3]);
+/// assert!(resolve_shape(&[4, -1], 6).is_err());
+/// assert!(resolve_shape(&[-1, -1], 6).is_err());
+/// # Ok(())
+/// # }
+/// ```
 pub fn resolve_shape(requested: &[isize], size: usize) -> Result<Shape> {
     let known_dims: Shape = requested
         .iter()
