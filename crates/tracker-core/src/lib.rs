@@ -118,7 +118,7 @@ pub use error::{Error, Payload, Result};
 pub use op::{Extern, Op};
 pub use tape::{
     Arg, GraphNode, Output, Param, Scope, Tape, Tracked, apply, apply_extern, backward,
-    enter_scope, reset_thread_tape, set_anomaly, set_grad_enabled, set_interrupt_hook,
-    set_location_hook, set_retire_hook,
+    current_tape, enter_scope, reset_thread_tape, set_anomaly, set_grad_enabled,
+    set_interrupt_hook, set_location_hook, set_retire_hook,
 };
 pub use value::{Array, Dtype, Shape, Value};
