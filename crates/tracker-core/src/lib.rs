@@ -99,6 +99,11 @@
 //!
 //! Values ([`Value`], [`Array`]) and errors ([`Error`]) are re-exported at the root,
 //! as is the rest of what a user of the engine needs.
+//!
+//! Every public item has a doc comment (`missing_docs` is denied) with an example
+//! (checked by `tests/test_rust_docs.py`).
+
+#![deny(missing_docs)]
 
 #[macro_use]
 mod value;
