@@ -1,4 +1,5 @@
-//! The Rust user's API: ops as methods on [`Tracked`], and [`gradient`] / [`hessian`].
+//! The Rust user's API: common ops as methods on [`Tracked`], [`gradient`] and
+//! [`hessian`] of functions of plain values, and [`Live`] for composite functions.
 
 use crate::error::{Error, Result};
 use crate::op::{Arrays, Op};
@@ -20,6 +21,22 @@ fn tracked(out: Output, op: &str) -> Result<Tracked> {
 
 /// The live tape as [`Arrays`]: a composite function applied to tracked values records
 /// each of its steps (and on plain values computes them).
+///
+/// ```
+/// use tracker_core::ops::reduce::cumprod;
+/// use tracker_core::{Arg, Live, Tracked, Value, backward};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let x = Tracked::param(Value::from_vec(&[3], vec![1.0, 2.0, 3.0])?);
+/// let Arg::Tracked(y) = cumprod(&mut Live, &Arg::Tracked(x.clone()), 0)? else {
+///     panic!("a tracked input gives a tracked result");
+/// };
+/// assert_eq!(y.value().to_f64_vec(), vec![1.0, 2.0, 6.0]);
+/// backward(&y.sum()?, None, true)?; // d(x0 + x0 x1 + x0 x1 x2)
+/// assert_eq!(x.grad()?.to_f64_vec(), vec![9.0, 4.0, 2.0]);
+/// # Ok(())
+/// # }
+/// ```
 pub struct Live;
 
 impl Arrays for Live {
@@ -75,46 +92,203 @@ impl Tracked {
         tracked(apply(op, &[Arg::Tracked(self.clone())])?, kind.name())
     }
 
+    /// `self + other`, elementwise with NumPy broadcasting.
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let a = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?);
+    /// let b = Tracked::param(Value::from_vec(&[1], vec![10.0])?);
+    /// assert_eq!(a.add(&b)?.value().to_f64_vec(), vec![11.0, 12.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn add(&self, other: &Tracked) -> Result<Tracked> {
         self.binary(Binary::Add, Arg::Tracked(other.clone()))
     }
+
+    /// `self - other`, elementwise with NumPy broadcasting.
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let a = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?);
+    /// let b = Tracked::param(Value::from_vec(&[2], vec![0.5, 4.0])?);
+    /// assert_eq!(a.sub(&b)?.value().to_f64_vec(), vec![0.5, -2.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn sub(&self, other: &Tracked) -> Result<Tracked> {
         self.binary(Binary::Sub, Arg::Tracked(other.clone()))
     }
+
+    /// `self * other`, elementwise with NumPy broadcasting.
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value, backward};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let a = Tracked::param(Value::from_vec(&[2], vec![2.0, 3.0])?);
+    /// let b = Tracked::param(Value::from_vec(&[2], vec![5.0, 7.0])?);
+    /// backward(&a.mul(&b)?.sum()?, None, true)?;
+    /// assert_eq!(a.grad()?.to_f64_vec(), vec![5.0, 7.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn mul(&self, other: &Tracked) -> Result<Tracked> {
         self.binary(Binary::Mul, Arg::Tracked(other.clone()))
     }
+
+    /// `self / other`, elementwise with NumPy broadcasting.
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let a = Tracked::param(Value::from_vec(&[2], vec![1.0, 3.0])?);
+    /// let b = Tracked::param(Value::from_vec(&[2], vec![2.0, 4.0])?);
+    /// assert_eq!(a.div(&b)?.value().to_f64_vec(), vec![0.5, 0.75]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn div(&self, other: &Tracked) -> Result<Tracked> {
         self.binary(Binary::Div, Arg::Tracked(other.clone()))
     }
-    /// `self ** exponent` for a constant exponent.
+
+    /// `self ** exponent` for a constant exponent (of `self`'s dtype).
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value, backward};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Tracked::param(Value::from_vec(&[2], vec![2.0, 3.0])?);
+    /// let y = x.powf(3.0)?;
+    /// assert_eq!(y.value().to_f64_vec(), vec![8.0, 27.0]);
+    /// backward(&y.sum()?, None, true)?;
+    /// assert_eq!(x.grad()?.to_f64_vec(), vec![12.0, 27.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn powf(&self, exponent: f64) -> Result<Tracked> {
         self.binary(
             Binary::Pow,
             Arg::Value(Value::scalar(exponent, self.dtype())),
         )
     }
+
+    /// `e ** self`, elementwise.
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value, backward};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Tracked::param(Value::from_vec(&[2], vec![0.0, 1.0])?);
+    /// backward(&x.exp()?.sum()?, None, true)?;
+    /// assert_eq!(x.grad()?.to_f64_vec(), vec![1.0, 1f64.exp()]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn exp(&self) -> Result<Tracked> {
         self.unary(Unary::Exp)
     }
+
+    /// The natural logarithm, elementwise (NumPy's `log`).
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value, backward};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Tracked::param(Value::from_vec(&[2], vec![1.0, 4.0])?);
+    /// backward(&x.ln()?.sum()?, None, true)?;
+    /// assert_eq!(x.grad()?.to_f64_vec(), vec![1.0, 0.25]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn ln(&self) -> Result<Tracked> {
         self.unary(Unary::Log)
     }
+
+    /// The sine, elementwise (radians).
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value, backward};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Tracked::param(Value::from_vec(&[2], vec![0.0, 1.0])?);
+    /// backward(&x.sin()?.sum()?, None, true)?;
+    /// assert_eq!(x.grad()?.to_f64_vec(), vec![1.0, 1f64.cos()]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn sin(&self) -> Result<Tracked> {
         self.unary(Unary::Sin)
     }
+
+    /// The hyperbolic tangent, elementwise.
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value, backward};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Tracked::param(Value::from_vec(&[1], vec![0.0])?);
+    /// let y = x.tanh()?;
+    /// assert_eq!(y.value().to_f64_vec(), vec![0.0]);
+    /// backward(&y.sum()?, None, true)?;
+    /// assert_eq!(x.grad()?.to_f64_vec(), vec![1.0]); // 1 - tanh²(0)
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn tanh(&self) -> Result<Tracked> {
         self.unary(Unary::Tanh)
     }
-    /// The sum of all elements.
+
+    /// The sum of all elements, as a 0-d value.
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Tracked::param(Value::from_vec(&[2, 2], vec![1.0, 2.0, 3.0, 4.0])?);
+    /// let s = x.sum()?;
+    /// assert_eq!((s.shape().len(), s.value().item()), (0, Some(10.0)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn sum(&self) -> Result<Tracked> {
         self.reduce(Reduce::Sum)
     }
-    /// The product of all elements.
+
+    /// The product of all elements, as a 0-d value. Its gradient is right where an
+    /// element is zero.
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value, backward};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Tracked::param(Value::from_vec(&[3], vec![2.0, 0.0, 4.0])?);
+    /// backward(&x.prod()?, None, true)?;
+    /// assert_eq!(x.grad()?.to_f64_vec(), vec![0.0, 8.0, 0.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn prod(&self) -> Result<Tracked> {
         self.reduce(Reduce::Prod)
     }
-    /// `self @ other`.
+
+    /// `self @ other`, NumPy's `matmul` (1-D operands promoted, batches broadcast).
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let a = Tracked::param(Value::from_vec(&[2, 2], vec![1.0, 2.0, 3.0, 4.0])?);
+    /// let v = Tracked::param(Value::from_vec(&[2], vec![1.0, 1.0])?);
+    /// assert_eq!(a.matmul(&v)?.value().to_f64_vec(), vec![3.0, 7.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn matmul(&self, other: &Tracked) -> Result<Tracked> {
         tracked(
             apply(
@@ -124,7 +298,19 @@ impl Tracked {
             "matmul",
         )
     }
-    /// `self[start:stop]` along the first axis.
+
+    /// `self[start:stop]` along the first axis; negative positions count from the end.
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Tracked::param(Value::from_vec(&[4], vec![1.0, 2.0, 3.0, 4.0])?);
+    /// assert_eq!(x.slice(1, Some(3))?.value().to_f64_vec(), vec![2.0, 3.0]);
+    /// assert_eq!(x.slice(-1, None)?.value().to_f64_vec(), vec![4.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn slice(&self, start: isize, stop: Option<isize>) -> Result<Tracked> {
         self.index(&[IndexItem::Slice {
             start: Some(start),
@@ -132,7 +318,21 @@ impl Tracked {
             step: None,
         }])
     }
-    /// `self[items]`, NumPy's indexing.
+
+    /// `self[items]`, NumPy's indexing (integers, slices, new axes, `...`, integer
+    /// arrays). The gradient adds into the positions read.
+    ///
+    /// ```
+    /// use tracker_core::ops::index::IndexItem;
+    /// use tracker_core::{Tracked, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Tracked::param(Value::from_vec(&[2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])?);
+    /// let column = x.index(&[IndexItem::Ellipsis, IndexItem::Int(-1)])?; // x[..., -1]
+    /// assert_eq!(column.value().to_f64_vec(), vec![3.0, 6.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn index(&self, items: &[IndexItem]) -> Result<Tracked> {
         let gather = crate::ops::index::plan(&self.shape(), items)?;
         tracked(
@@ -142,10 +342,13 @@ impl Tracked {
     }
 }
 
-/// The gradient of the scalar function `f` at `x`.
+/// The gradient of the scalar function `f` at `x`, of `x`'s shape and dtype. `f` runs
+/// in a scope with a tape of its own, which is dropped afterwards; parameters'
+/// accumulated gradients are not touched.
 ///
 /// ```
 /// use tracker_core::{Value, gradient};
+///
 /// # fn main() -> tracker_core::Result<()> {
 /// let g = gradient(|x| x.mul(x)?.sum(), &Value::from_vec(&[2], vec![1.0, 3.0])?)?;
 /// assert_eq!(g.to_f64_vec(), vec![2.0, 6.0]);
@@ -174,6 +377,7 @@ pub fn gradient(f: impl Fn(&Tracked) -> Result<Tracked>, x: &Value) -> Result<Va
 ///
 /// ```
 /// use tracker_core::{Value, hessian};
+///
 /// # fn main() -> tracker_core::Result<()> {
 /// let h = hessian(|x| x.mul(x)?.mul(x)?.sum(), &Value::from_vec(&[2], vec![1.0, 2.0])?)?;
 /// assert_eq!(h.to_f64_vec(), vec![6.0, 0.0, 0.0, 12.0]);

@@ -1,11 +1,37 @@
 //! NumPy broadcasting: the shape of a broadcast, walking a smaller array inside a larger
 //! shape, and the one place that works out how a gradient is summed back to an input's
 //! shape.
+//!
+//! ```
+//! use tracker_core::broadcast::{BroadcastOffsets, broadcast_shapes};
+//!
+//! # fn main() -> tracker_core::Result<()> {
+//! // A column of 2 and a row of 3 broadcast to a 2 × 3 grid...
+//! assert_eq!(broadcast_shapes("add", &[2, 1], &[3])?.as_slice(), &[2, 3]);
+//! // ... in which the column's element k is read at offsets k, k, k.
+//! let column: Vec<usize> = BroadcastOffsets::new(&[2, 1], &[2, 3]).collect();
+//! assert_eq!(column, vec![0, 0, 0, 1, 1, 1]);
+//! # Ok(())
+//! # }
+//! ```
 
 use crate::error::{Result, shape_error};
 use crate::value::Shape;
 
-/// The broadcast shape of `a` and `b`, as NumPy computes it.
+/// The broadcast shape of `a` and `b`, as NumPy computes it: shapes are aligned at
+/// their last axes, and an axis of length 1 stretches to the other's length. `op` names
+/// the operation in the [`Error::Shape`](crate::Error::Shape) raised when they do not fit.
+///
+/// ```
+/// use tracker_core::broadcast::broadcast_shapes;
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// assert_eq!(broadcast_shapes("add", &[4, 1, 3], &[5, 1])?.as_slice(), &[4, 5, 3]);
+/// assert_eq!(broadcast_shapes("add", &[], &[2])?.as_slice(), &[2]);
+/// assert!(broadcast_shapes("add", &[3], &[4]).is_err());
+/// # Ok(())
+/// # }
+/// ```
 pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Shape> {
     let ndim = a.len().max(b.len());
     let mut out = Shape::with_capacity(ndim);
@@ -39,7 +65,7 @@ fn dim_from_end(shape: &[usize], from_end: usize) -> usize {
 
 /// The axes of `grad_shape` to sum (keeping dimensions) so that the result reshapes to
 /// `target`, where `target` broadcasts to `grad_shape`.
-pub fn reduction_axes(grad_shape: &[usize], target: &[usize]) -> Shape {
+pub(crate) fn reduction_axes(grad_shape: &[usize], target: &[usize]) -> Shape {
     let lead = grad_shape.len().saturating_sub(target.len());
     grad_shape
         .iter()
@@ -53,6 +79,17 @@ pub fn reduction_axes(grad_shape: &[usize], target: &[usize]) -> Shape {
 
 /// The offsets into a row-major array of shape `src`, visited as `src` is broadcast to
 /// `dst` and walked in `dst`'s row-major order. `src` must broadcast to `dst`.
+///
+/// An iterator of exactly `dst`'s size: elementwise kernels use it to read an input
+/// that was not materialised at the output's shape.
+///
+/// ```
+/// use tracker_core::broadcast::BroadcastOffsets;
+///
+/// // A row of 3 read for each of 2 rows: offsets 0, 1, 2, then 0, 1, 2 again.
+/// let row: Vec<usize> = BroadcastOffsets::new(&[3], &[2, 3]).collect();
+/// assert_eq!(row, vec![0, 1, 2, 0, 1, 2]);
+/// ```
 pub struct BroadcastOffsets {
     /// Per axis of `dst`: its length and the stride in `src` (0 where broadcast).
     axes: Vec<(usize, usize)>,
@@ -62,6 +99,15 @@ pub struct BroadcastOffsets {
 }
 
 impl BroadcastOffsets {
+    /// The walk of `src` broadcast to `dst` (which `src` must broadcast to).
+    ///
+    /// ```
+    /// use tracker_core::broadcast::BroadcastOffsets;
+    ///
+    /// let scalar = BroadcastOffsets::new(&[], &[2, 2]);
+    /// assert_eq!(scalar.len(), 4);
+    /// assert_eq!(scalar.collect::<Vec<_>>(), vec![0, 0, 0, 0]);
+    /// ```
     pub fn new(src: &[usize], dst: &[usize]) -> Self {
         let mut strides = vec![0usize; dst.len()];
         let mut stride = 1usize;

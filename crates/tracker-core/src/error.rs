@@ -6,9 +6,26 @@ use std::fmt;
 use std::sync::Arc;
 
 /// An error raised outside the engine (in a rule's Python pullback), carried through
-/// it unchanged so the boundary can re-raise the original.
+/// it unchanged so the boundary can re-raise the original. Two payloads are equal when
+/// they hold the same object.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use tracker_core::{Error, Payload};
+///
+/// let payload = Payload(Arc::new("a foreign error"));
+/// let error = Error::External { rule: "my_rule", payload: payload.clone() };
+/// if let Error::External { payload, .. } = &error {
+///     assert_eq!(payload.0.downcast_ref::<&str>(), Some(&"a foreign error"));
+/// }
+/// assert_eq!(error.to_string(), "the pullback of `my_rule` raised an error");
+/// ```
 #[derive(Clone)]
-pub struct Payload(pub Arc<dyn Any + Send + Sync>);
+pub struct Payload(
+    /// The original error, for the embedding to downcast.
+    pub Arc<dyn Any + Send + Sync>,
+);
 
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -22,43 +39,115 @@ impl PartialEq for Payload {
     }
 }
 
-/// Everything that can go wrong in the engine.
+/// Everything that can go wrong in the engine. The `Display` text is the whole message
+/// for the user; the variant says which kind of error it is (the Python boundary maps
+/// each to an exception class).
+///
+/// ```
+/// use tracker_core::{Error, Value};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let x = Value::from_vec(&[2, 3], vec![0.0; 6])?;
+/// let error = x.reshaped(&[4]).unwrap_err();
+/// assert!(matches!(error, Error::Shape { op: "reshape", .. }));
+/// assert_eq!(
+///     error.to_string(),
+///     "reshape: cannot reshape an array of shape [2, 3] into shape [4]"
+/// );
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum Error {
     /// Shapes that do not fit together (broadcasting, matmul, reshape, indexing).
-    Shape { op: &'static str, message: String },
+    Shape {
+        /// The op that raised it.
+        op: &'static str,
+        /// What was wrong.
+        message: String,
+    },
     /// An axis or index out of range.
-    Index { op: &'static str, message: String },
+    Index {
+        /// The op that raised it.
+        op: &'static str,
+        /// What was wrong.
+        message: String,
+    },
     /// A matrix the op cannot work with: singular, not positive definite, not square
     /// (NumPy's `LinAlgError`).
-    LinAlg { op: &'static str, message: String },
+    LinAlg {
+        /// The op that raised it.
+        op: &'static str,
+        /// What was wrong.
+        message: String,
+    },
     /// A dtype or argument kind the op does not support.
-    Type { op: &'static str, message: String },
+    Type {
+        /// The op that raised it.
+        op: &'static str,
+        /// What was wrong.
+        message: String,
+    },
     /// An allocation whose size the user controls could not be made.
-    Memory { op: &'static str, bytes: usize },
+    Memory {
+        /// The op that asked for the memory.
+        op: &'static str,
+        /// How many bytes it asked for.
+        bytes: usize,
+    },
     /// A backward pass reached a node that an earlier `back(once=True)` consumed.
-    Consumed { op: &'static str },
+    Consumed {
+        /// The op of the consumed node.
+        op: &'static str,
+    },
     /// A backward pass reached a gradient computed by an un-nested `gradient` call.
-    Nesting { message: String },
+    Nesting {
+        /// What happened, and the remedy (`nest=True`).
+        message: String,
+    },
     /// A non-leaf value recorded by another thread.
     Thread,
     /// The value handed to `back` is not a finite scalar, or its seed does not match.
-    Loss { message: String },
+    Loss {
+        /// What is wrong with the loss or the seed.
+        message: String,
+    },
     /// An operation the engine does not offer (yet), or misuse of the API.
-    Usage { message: String },
+    Usage {
+        /// What was asked, and why it cannot be done.
+        message: String,
+    },
     /// Anomaly mode: a backward pass produced a NaN or infinite gradient.
     Anomaly {
+        /// The op whose pullback produced it.
         op: &'static str,
+        /// Where the op was recorded, if the location hook said.
         location: Option<String>,
     },
     /// An error raised by an external rule's pullback (`rule` names it).
     External {
+        /// The rule's name.
         rule: &'static str,
+        /// The error it raised, unchanged.
         payload: Payload,
     },
 }
 
-/// The engine's result type.
+/// The engine's result type: every fallible function returns it.
+///
+/// ```
+/// use tracker_core::{Error, Result, Value};
+///
+/// fn total(x: &Value) -> Result<f64> {
+///     x.item().ok_or(Error::Usage { message: "not one element".into() })
+/// }
+///
+/// # fn main() -> Result<()> {
+/// assert_eq!(total(&Value::from_vec(&[1], vec![4.0])?)?, 4.0);
+/// assert!(total(&Value::from_vec(&[2], vec![4.0, 5.0])?).is_err());
+/// # Ok(())
+/// # }
+/// ```
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl fmt::Display for Error {

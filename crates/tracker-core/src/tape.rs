@@ -10,6 +10,21 @@
 //! (a value kept for later), the top-level tape frees the rest as it goes: before each
 //! op it drops the nodes past the last one a handle needs, and when it has doubled it
 //! compacts, keeping what live values reach and moving their handles (`Arena::trim`).
+//!
+//! ```
+//! use tracker_core::{Tracked, Value, backward};
+//!
+//! # fn main() -> tracker_core::Result<()> {
+//! let x = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?);
+//! let y = x.exp()?.sum()?;
+//! // The arena, in execution order: the parameter's leaf, then each op.
+//! let ops: Vec<&str> = y.graph()?.iter().map(|node| node.op).collect();
+//! assert_eq!(ops, ["param", "exp", "sum"]);
+//! backward(&y, None, true)?; // one reverse loop over those nodes
+//! assert_eq!(x.grad()?.to_f64_vec(), vec![1f64.exp(), 2f64.exp()]);
+//! # Ok(())
+//! # }
+//! ```
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -25,7 +40,20 @@ use crate::ops::binary::Binary;
 use crate::sweep;
 use crate::value::{Dtype, Shape, Value};
 
-/// A node's position in its tape.
+/// A node's position in its tape: nodes are numbered in the order they were recorded,
+/// so a node's inputs always have smaller ids.
+///
+/// ```
+/// use tracker_core::{Tracked, Value};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let x = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?);
+/// let graph = x.sin()?.graph()?;
+/// assert_eq!(graph[1].inputs, vec![graph[0].id]); // sin reads the parameter's leaf
+/// assert!(graph[0].id < graph[1].id);
+/// # Ok(())
+/// # }
+/// ```
 pub type NodeId = usize;
 
 /// Where a handle points once its node has been freed by compaction.
@@ -182,7 +210,23 @@ impl Arena {
     }
 }
 
-/// One tape: the nodes recorded by one thread in one scope.
+/// One tape: the nodes recorded by one thread in one scope. Each thread has a top-level
+/// tape, and each differentiation scope without `nest` a tape of its own. A tape is
+/// cleared (its epoch bumped) when no handle refers to an unconsumed node of it any
+/// more, so a training loop reuses one arena.
+///
+/// ```
+/// use tracker_core::{Tracked, Value, current_tape};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let x = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?);
+/// let y = x.exp()?;
+/// let tape = current_tape();
+/// assert!(std::sync::Arc::ptr_eq(&tape, y.tape().expect("y is recorded")));
+/// assert_eq!(tape.len(), 2); // the parameter's leaf and exp
+/// # Ok(())
+/// # }
+/// ```
 pub struct Tape {
     arena: Mutex<Arena>,
     owner: ThreadId,
@@ -216,6 +260,18 @@ impl Tape {
 
     /// What an embedding keeps beside this tape (the Python boundary keeps the
     /// callables of custom rules there, visible to Python's garbage collector).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// use tracker_core::current_tape;
+    ///
+    /// let tape = current_tape();
+    /// assert!(tape.extension().is_none());
+    /// tape.set_extension(Some(Arc::new(42u32)));
+    /// let kept = tape.extension().expect("set above");
+    /// assert_eq!(kept.downcast_ref::<u32>(), Some(&42));
+    /// ```
     pub fn extension(&self) -> Option<Arc<dyn Any + Send + Sync>> {
         self.extension
             .lock()
@@ -223,11 +279,38 @@ impl Tape {
             .clone()
     }
 
+    /// Replaces what an embedding keeps beside this tape (`None` removes it).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// use tracker_core::current_tape;
+    ///
+    /// let tape = current_tape();
+    /// tape.set_extension(Some(Arc::new("callables")));
+    /// tape.set_extension(None);
+    /// assert!(tape.extension().is_none());
+    /// ```
     pub fn set_extension(&self, value: Option<Arc<dyn Any + Send + Sync>>) {
         *self.extension.lock().unwrap_or_else(|e| e.into_inner()) = value;
     }
 
-    /// The current epoch: bumped each time the arena is cleared.
+    /// The current epoch: bumped each time the arena is cleared. A handle remembers the
+    /// epoch it was recorded in; one from an earlier epoch is stale.
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value, current_tape};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?);
+    /// let y = x.exp()?;
+    /// let epoch = current_tape().epoch();
+    /// drop(y); // no handle refers to the tape's nodes any more...
+    /// let _z = x.sin()?; // ...so the next op clears it before it records
+    /// assert_eq!(current_tape().epoch(), epoch + 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn epoch(&self) -> u64 {
         self.lock().epoch
     }
@@ -241,21 +324,94 @@ impl Tape {
     /// The generation of the external rule recorded last: each external rule starts a
     /// new one, so an embedding that keeps each generation's callables apart can free
     /// a rule's as soon as no value reaches it (see [`Tracked::extern_reach`]).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// use tracker_core::{Arg, Extern, Output, Result, Tracked, Value, apply_extern, current_tape};
+    ///
+    /// /// `y = x` with the identity as pullback.
+    /// struct Same;
+    ///
+    /// impl Extern for Same {
+    ///     fn name(&self) -> &'static str {
+    ///         "same"
+    ///     }
+    ///     fn pullback(&self, dy: Arg) -> Result<Vec<Option<Arg>>> {
+    ///         Ok(vec![Some(dy)])
+    ///     }
+    ///     fn release(&self) {}
+    /// }
+    ///
+    /// fn same(x: &Tracked) -> Result<Tracked> {
+    ///     match apply_extern(Arc::new(Same), &[Arg::Tracked(x.clone())], x.value())? {
+    ///         Output::Tracked(y) => Ok(y),
+    ///         Output::Value(_) => unreachable!("x is tracked"),
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> Result<()> {
+    /// let x = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?);
+    /// let before = current_tape().generation();
+    /// let y = same(&x)?;
+    /// assert_eq!(current_tape().generation(), before + 1);
+    /// # drop(y);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn generation(&self) -> u32 {
         self.lock().generation
     }
 
     /// The number of nodes currently recorded (for tests and `show`).
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value, current_tape};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?);
+    /// let y = x.mul(&x)?.sum()?; // x's leaf is shared by both uses
+    /// assert_eq!(current_tape().len(), 3);
+    /// # drop(y);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn len(&self) -> usize {
         self.lock().nodes.len()
     }
 
+    /// Whether no node is recorded.
+    ///
+    /// ```
+    /// use tracker_core::{enter_scope, current_tape};
+    ///
+    /// let scope = enter_scope(false); // a fresh tape
+    /// assert!(current_tape().is_empty());
+    /// # scope.exit(Vec::new()).ok();
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
-/// A parameter: a leaf whose gradient accumulates across backward passes.
+/// A parameter: a leaf whose gradient accumulates across backward passes. It lives
+/// outside the arena (value, gradient, version), so clearing a tape never loses it;
+/// [`Tracked::param`] makes one, and [`Tracked::as_param`] reaches it.
+///
+/// ```
+/// use tracker_core::{Tracked, Value, backward};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let w = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?);
+/// backward(&w.mul(&w)?.sum()?, None, true)?;
+/// let param = w.as_param().expect("w is a parameter");
+/// assert_eq!(param.grad()?.to_f64_vec(), vec![2.0, 4.0]);
+/// param.update(&Value::from_vec(&[2], vec![-0.5, -1.0])?)?; // a gradient step
+/// assert_eq!(param.value().to_f64_vec(), vec![0.5, 1.0]);
+/// assert_eq!(param.grad()?.to_f64_vec(), vec![0.0, 0.0]);
+/// # Ok(())
+/// # }
+/// ```
 pub struct Param {
     value: RwLock<Value>,
     grad: Mutex<Option<Value>>,
@@ -265,7 +421,18 @@ pub struct Param {
 }
 
 impl Param {
-    /// A new parameter owning `value`.
+    /// A new parameter owning `value`, with no gradient yet.
+    ///
+    /// ```
+    /// use tracker_core::{Param, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let p = Param::new(Value::from_vec(&[2], vec![1.0, 2.0])?);
+    /// assert_eq!(p.value().to_f64_vec(), vec![1.0, 2.0]);
+    /// assert_eq!(p.grad()?.to_f64_vec(), vec![0.0, 0.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(value: Value) -> Arc<Param> {
         Arc::new(Param {
             value: RwLock::new(value),
@@ -275,11 +442,38 @@ impl Param {
         })
     }
 
+    /// The current value (sharing its buffer, not copying it).
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let w = Tracked::param(Value::from_vec(&[1], vec![3.0])?);
+    /// let param = w.as_param().expect("w is a parameter");
+    /// assert_eq!(param.value().item(), Some(3.0));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn value(&self) -> Value {
         self.value.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The accumulated gradient, zeros if none has arrived.
+    /// The accumulated gradient, zeros if none has arrived. Each backward pass that
+    /// reaches the parameter adds to it.
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value, backward};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let w = Tracked::param(Value::from_vec(&[1], vec![3.0])?);
+    /// let param = w.as_param().expect("w is a parameter");
+    /// assert_eq!(param.grad()?.item(), Some(0.0));
+    /// backward(&w.mul(&w)?.sum()?, None, true)?;
+    /// backward(&w.mul(&w)?.sum()?, None, true)?;
+    /// assert_eq!(param.grad()?.item(), Some(12.0)); // 6 + 6
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn grad(&self) -> Result<Value> {
         let grad = self.grad.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match grad {
@@ -291,12 +485,42 @@ impl Param {
         }
     }
 
+    /// Forgets the accumulated gradient (it reads as zeros again).
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value, backward};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let w = Tracked::param(Value::from_vec(&[1], vec![3.0])?);
+    /// backward(&w.sum()?, None, true)?;
+    /// let param = w.as_param().expect("w is a parameter");
+    /// assert_eq!(param.grad()?.item(), Some(1.0));
+    /// param.zero_grad();
+    /// assert_eq!(param.grad()?.item(), Some(0.0));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn zero_grad(&self) {
         *self.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Adds `delta` to the value and zeroes the gradient. The old buffer is left to
     /// whoever still holds it (a tape, a view): the new value is a new buffer.
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let w = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?);
+    /// let before = w.value();
+    /// let param = w.as_param().expect("w is a parameter");
+    /// param.update(&Value::from_vec(&[2], vec![0.5, 0.5])?)?;
+    /// assert_eq!(w.value().to_f64_vec(), vec![1.5, 2.5]);
+    /// assert_eq!(before.to_f64_vec(), vec![1.0, 2.0]); // the old buffer is unchanged
+    /// assert!(param.update(&Value::from_vec(&[3], vec![0.0; 3])?).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn update(&self, delta: &Value) -> Result<()> {
         let old = self.value();
         if delta.shape() != old.shape() {
@@ -365,13 +589,28 @@ impl Drop for NodeRef {
 }
 
 /// One recorded op of the graph behind a value (see [`Tracked::graph`]).
+///
+/// ```
+/// use tracker_core::{Dtype, Tracked, Value};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let x = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?);
+/// let graph = x.tanh()?.sum()?.graph()?;
+/// let sum = &graph[2];
+/// assert_eq!((sum.op, sum.inputs.clone()), ("sum", vec![graph[1].id]));
+/// assert_eq!(sum.value, Some((Default::default(), Dtype::F64))); // a 0-d float64
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct GraphNode {
     /// The node's place on its tape.
     pub id: NodeId,
+    /// The name of the node's op ([`Op::name`]).
     pub op: &'static str,
     /// The output's shape and dtype (`None` where a consuming sweep freed it).
     pub value: Option<(Shape, Dtype)>,
+    /// The nodes the op read, in argument order.
     pub inputs: Vec<NodeId>,
 }
 
@@ -381,7 +620,24 @@ enum Link {
     Node(Arc<NodeRef>),
 }
 
-/// A tracked value: a parameter, or a node of a tape. Cheap to clone.
+/// A tracked value: a parameter, or a node of a tape. Cheap to clone (clones are
+/// handles to the same value). Ops on tracked values record; the common ones are
+/// methods, and every [`Op`] runs through [`apply`].
+///
+/// ```
+/// use tracker_core::{Tracked, Value, backward};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let w = Tracked::param(Value::from_vec(&[2], vec![0.5, -1.0])?);
+/// let x = Tracked::param(Value::from_vec(&[2], vec![2.0, 3.0])?);
+/// let y = w.mul(&x)?.sum()?.tanh()?; // tanh(w · x)
+/// assert_eq!(y.op_name(), "tanh");
+/// backward(&y, None, true)?;
+/// let slope = 1.0 - (-2.0f64).tanh().powi(2);
+/// assert_eq!(w.grad()?.to_f64_vec(), vec![2.0 * slope, 3.0 * slope]);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Tracked {
     link: Link,
@@ -398,7 +654,18 @@ impl Tracked {
         }
     }
 
-    /// A new parameter (a leaf) owning `value`.
+    /// A new parameter (a leaf) owning `value`: what [`backward`] leaves gradients on.
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let w = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?);
+    /// assert!(w.as_param().is_some());
+    /// assert_eq!(w.op_name(), "param");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn param(value: Value) -> Tracked {
         Tracked {
             link: Link::Param(Param::new(value)),
@@ -406,6 +673,17 @@ impl Tracked {
     }
 
     /// The value (for a parameter, its current value).
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Tracked::param(Value::from_vec(&[2], vec![1.0, 4.0])?);
+    /// assert_eq!(x.value().to_f64_vec(), vec![1.0, 4.0]);
+    /// assert_eq!(x.powf(0.5)?.value().to_f64_vec(), vec![1.0, 2.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn value(&self) -> Value {
         match &self.link {
             Link::Param(p) => p.value(),
@@ -413,6 +691,18 @@ impl Tracked {
         }
     }
 
+    /// The value's shape.
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Tracked::param(Value::from_vec(&[2, 3], vec![0.0; 6])?);
+    /// assert_eq!(x.shape().as_slice(), &[2, 3]);
+    /// assert!(x.sum()?.shape().is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn shape(&self) -> Shape {
         match &self.link {
             Link::Param(p) => p.value().shape().into(),
@@ -420,6 +710,14 @@ impl Tracked {
         }
     }
 
+    /// The value's dtype.
+    ///
+    /// ```
+    /// use tracker_core::{Dtype, Tracked, Value};
+    ///
+    /// let x = Tracked::param(Value::scalar(1.0, Dtype::F32));
+    /// assert_eq!(x.dtype(), Dtype::F32);
+    /// ```
     pub fn dtype(&self) -> Dtype {
         match &self.link {
             Link::Param(p) => p.value().dtype(),
@@ -430,6 +728,22 @@ impl Tracked {
     /// A handle to the same value that does not keep its tape from being cleared: for
     /// what a rule's pullback captures, which runs only while the rule's node (and so
     /// the tape) is alive.
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Tracked::param(Value::from_vec(&[1], vec![0.0])?);
+    /// let y = x.exp()?;
+    /// let weak = y.uncounted();
+    /// assert!(weak.same(&y));
+    /// drop(y);
+    /// let _z = x.sin()?; // only `weak` referred to the tape: it was cleared first
+    /// assert!(weak.graph().is_err()); // the node is gone...
+    /// assert_eq!(weak.value().item(), Some(1.0)); // ...its value is kept
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn uncounted(&self) -> Tracked {
         match &self.link {
             Link::Param(_) => self.clone(),
@@ -456,6 +770,18 @@ impl Tracked {
     }
 
     /// The tape of a recorded value (`None` for a parameter).
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value, current_tape};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Tracked::param(Value::from_vec(&[1], vec![0.0])?);
+    /// assert!(x.tape().is_none());
+    /// let y = x.exp()?;
+    /// assert!(y.tape().is_some_and(|tape| std::sync::Arc::ptr_eq(tape, &current_tape())));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn tape(&self) -> Option<&Arc<Tape>> {
         match &self.link {
             Link::Param(_) => None,
@@ -465,6 +791,23 @@ impl Tracked {
 
     /// The recorded ops this value depends on, in the order they were recorded (each
     /// node's inputs before it), for `show` and `to_dot`. A parameter is one node.
+    /// Fails when the tape behind the value has been cleared.
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let a = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?);
+    /// let b = Tracked::param(Value::from_vec(&[2], vec![3.0, 4.0])?);
+    /// let unused = b.exp()?; // recorded, but not behind y
+    /// let y = a.mul(&b)?;
+    /// let ops: Vec<&str> = y.graph()?.iter().map(|node| node.op).collect();
+    /// assert_eq!(ops, ["param", "param", "multiply"]);
+    /// assert_eq!(a.graph()?.len(), 1);
+    /// # drop(unused);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn graph(&self) -> Result<Vec<GraphNode>> {
         let r = match &self.link {
             Link::Param(p) => {
@@ -518,6 +861,44 @@ impl Tracked {
     /// The oldest and newest generations ([`Tape::generation`]) of the external rules
     /// a backward pass from this value can reach; `None` when it reaches none. An
     /// embedding keeps a rule's callable alive through the values that can reach it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// use tracker_core::{Arg, Extern, Output, Result, Tracked, Value, apply_extern, current_tape};
+    ///
+    /// /// `y = x` with the identity as pullback.
+    /// struct Same;
+    ///
+    /// impl Extern for Same {
+    ///     fn name(&self) -> &'static str {
+    ///         "same"
+    ///     }
+    ///     fn pullback(&self, dy: Arg) -> Result<Vec<Option<Arg>>> {
+    ///         Ok(vec![Some(dy)])
+    ///     }
+    ///     fn release(&self) {}
+    /// }
+    ///
+    /// fn same(x: &Tracked) -> Result<Tracked> {
+    ///     match apply_extern(Arc::new(Same), &[Arg::Tracked(x.clone())], x.value())? {
+    ///         Output::Tracked(y) => Ok(y),
+    ///         Output::Value(_) => unreachable!("x is tracked"),
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> Result<()> {
+    /// let x = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?);
+    /// let plain = x.exp()?;
+    /// assert_eq!(plain.extern_reach(), None); // no rule behind it
+    /// let a = same(&x)?;
+    /// let b = same(&plain)?;
+    /// let (ga, gb) = (a.extern_reach().unwrap(), b.extern_reach().unwrap());
+    /// assert_eq!(gb.0, ga.0 + 1); // one generation per rule
+    /// assert_eq!(a.add(&b)?.extern_reach(), Some((ga.0, gb.1))); // both reached
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn extern_reach(&self) -> Option<(u32, u32)> {
         let Link::Node(r) = &self.link else {
             return None;
@@ -533,6 +914,17 @@ impl Tracked {
     }
 
     /// The parameter behind this handle, if it is one.
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let w = Tracked::param(Value::from_vec(&[1], vec![2.0])?);
+    /// assert_eq!(w.as_param().map(|p| p.value().to_f64_vec()), Some(vec![2.0]));
+    /// assert!(w.exp()?.as_param().is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn as_param(&self) -> Option<&Arc<Param>> {
         match &self.link {
             Link::Param(p) => Some(p),
@@ -541,6 +933,17 @@ impl Tracked {
     }
 
     /// The name of the op that computed this value (`"param"` for a parameter).
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let w = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?);
+    /// assert_eq!(w.op_name(), "param");
+    /// assert_eq!(w.matmul(&w)?.op_name(), "matmul");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn op_name(&self) -> &'static str {
         match &self.link {
             Link::Param(_) => "param",
@@ -548,7 +951,22 @@ impl Tracked {
         }
     }
 
-    /// The parameter's accumulated gradient.
+    /// The parameter's accumulated gradient (zeros before any arrives). Only
+    /// parameters accumulate: for a recorded value this is an error, and [`Scope::gradient`]
+    /// (or [`gradient`](crate::gradient)) differentiates with respect to other values.
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value, backward};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let w = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?);
+    /// let y = w.powf(2.0)?.sum()?;
+    /// backward(&y, None, true)?;
+    /// assert_eq!(w.grad()?.to_f64_vec(), vec![2.0, 4.0]);
+    /// assert!(y.grad().is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn grad(&self) -> Result<Value> {
         match &self.link {
             Link::Param(p) => p.grad(),
@@ -564,6 +982,18 @@ impl Tracked {
     }
 
     /// Whether two handles stand for the same parameter or node.
+    ///
+    /// ```
+    /// use tracker_core::{Tracked, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Tracked::param(Value::from_vec(&[1], vec![1.0])?);
+    /// let y = x.exp()?;
+    /// assert!(y.same(&y.clone()));
+    /// assert!(!y.same(&x.exp()?)); // equal values, two nodes
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn same(&self, other: &Tracked) -> bool {
         match (&self.link, &other.link) {
             (Link::Param(a), Link::Param(b)) => Arc::ptr_eq(a, b),
@@ -580,13 +1010,41 @@ impl Tracked {
 }
 
 /// An argument of an op: a tracked value or a constant.
+///
+/// ```
+/// use tracker_core::ops::binary::Binary;
+/// use tracker_core::{Arg, Op, Output, Tracked, Value, apply};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let x = Arg::Tracked(Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?));
+/// let ten = Arg::Value(Value::from_vec(&[1], vec![10.0])?);
+/// let y = apply(Op::Binary(Binary::Mul), &[x, ten])?;
+/// assert!(matches!(&y, Output::Tracked(_)));
+/// assert_eq!(y.value().to_f64_vec(), vec![10.0, 20.0]);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub enum Arg {
+    /// A tracked value: the op records, and differentiates with respect to it.
     Tracked(Tracked),
+    /// A constant.
     Value(Value),
 }
 
 impl Arg {
+    /// The argument's value (a tracked value's current value).
+    ///
+    /// ```
+    /// use tracker_core::{Arg, Tracked, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Value::from_vec(&[2], vec![1.0, 2.0])?;
+    /// assert_eq!(Arg::Value(x.clone()).value().to_f64_vec(), vec![1.0, 2.0]);
+    /// assert_eq!(Arg::Tracked(Tracked::param(x)).value().to_f64_vec(), vec![1.0, 2.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn value(&self) -> Value {
         match self {
             Arg::Tracked(t) => t.value(),
@@ -597,12 +1055,40 @@ impl Arg {
 
 /// What an op returns: tracked, or a plain value when nothing is recorded (`no_grad`,
 /// or no argument is differentiated in this scope).
+///
+/// ```
+/// use tracker_core::ops::unary::Unary;
+/// use tracker_core::{Arg, Op, Output, Tracked, Value, apply};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let x = Value::from_vec(&[1], vec![0.0])?;
+/// let exp = Op::Unary(Unary::Exp);
+/// assert!(matches!(apply(exp.clone(), &[Arg::Value(x.clone())])?, Output::Value(_)));
+/// let tracked = apply(exp, &[Arg::Tracked(Tracked::param(x))])?;
+/// assert!(matches!(tracked, Output::Tracked(_)));
+/// # Ok(())
+/// # }
+/// ```
 pub enum Output {
+    /// A recorded result.
     Tracked(Tracked),
+    /// A plain result: nothing was recorded.
     Value(Value),
 }
 
 impl Output {
+    /// The result's value, recorded or not.
+    ///
+    /// ```
+    /// use tracker_core::ops::unary::Unary;
+    /// use tracker_core::{Arg, Op, Value, apply};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Arg::Value(Value::from_vec(&[2], vec![-1.0, 1.0])?);
+    /// assert_eq!(apply(Op::Unary(Unary::Abs), &[x])?.value().to_f64_vec(), vec![1.0, 1.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn value(&self) -> Value {
         match self {
             Output::Tracked(t) => t.value(),
@@ -644,7 +1130,29 @@ thread_local! {
 /// embedding can free what it keeps for the old nodes.
 static RETIRED: std::sync::OnceLock<fn(&Tape)> = std::sync::OnceLock::new();
 
-/// Installs the function told when a tape's arena is cleared.
+/// Installs the function told when a tape's arena is cleared, once per process (later
+/// calls are ignored). It runs after the tape's lock is released, so it may record.
+///
+/// ```rust,standalone_crate
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+///
+/// use tracker_core::{Tape, Tracked, Value, set_retire_hook};
+///
+/// static CLEARED: AtomicUsize = AtomicUsize::new(0);
+///
+/// fn count(_tape: &Tape) {
+///     CLEARED.fetch_add(1, Ordering::SeqCst);
+/// }
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// set_retire_hook(count);
+/// let x = Tracked::param(Value::from_vec(&[1], vec![0.0])?);
+/// drop(x.exp()?);
+/// let _y = x.sin()?; // clears the tape first: nothing refers to its nodes
+/// assert_eq!(CLEARED.load(Ordering::SeqCst), 1);
+/// # Ok(())
+/// # }
+/// ```
 pub fn set_retire_hook(hook: fn(&Tape)) {
     let _ = RETIRED.set(hook);
 }
@@ -658,7 +1166,25 @@ fn retired(tape: &Tape) {
 /// Polled by long backward passes: an error (say, a keyboard interrupt) stops them.
 static INTERRUPT: std::sync::OnceLock<fn() -> Result<()>> = std::sync::OnceLock::new();
 
-/// Installs the function that long backward passes poll for interrupts (Ctrl-C).
+/// Installs the function that long backward passes poll for interrupts (Ctrl-C), once
+/// per process (later calls are ignored). An error it returns stops the pass and is
+/// returned by it. Sweeps poll it every 4096 nodes, and at the last.
+///
+/// ```rust,standalone_crate
+/// use tracker_core::{Error, Result, Tracked, Value, backward, set_interrupt_hook};
+///
+/// fn interrupted() -> Result<()> {
+///     Err(Error::Usage { message: "interrupted".into() })
+/// }
+///
+/// # fn main() -> Result<()> {
+/// set_interrupt_hook(interrupted);
+/// let x = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?);
+/// let error = backward(&x.exp()?.sum()?, None, true).unwrap_err();
+/// assert_eq!(error.to_string(), "interrupted");
+/// # Ok(())
+/// # }
+/// ```
 pub fn set_interrupt_hook(hook: fn() -> Result<()>) {
     let _ = INTERRUPT.set(hook);
 }
@@ -671,7 +1197,29 @@ pub(crate) fn check_interrupt() -> Result<()> {
 /// Says where the op being recorded was called from (installed by an embedding).
 static LOCATION: std::sync::OnceLock<fn() -> Option<String>> = std::sync::OnceLock::new();
 
-/// Installs the function that says where an op is recorded (for anomaly mode).
+/// Installs the function that says where an op is recorded (for anomaly mode), once
+/// per process (later calls are ignored). It is asked only in anomaly mode, at each
+/// recorded op.
+///
+/// ```rust,standalone_crate
+/// use tracker_core::{Error, Tracked, Value, backward, set_anomaly, set_location_hook};
+///
+/// fn here() -> Option<String> {
+///     Some("model.rs:12".into())
+/// }
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// set_location_hook(here);
+/// set_anomaly(true);
+/// let x = Tracked::param(Value::from_vec(&[1], vec![0.0])?);
+/// let error = backward(&x.powf(0.5)?.sum()?, None, true).unwrap_err();
+/// assert_eq!(
+///     error,
+///     Error::Anomaly { op: "power", location: Some("model.rs:12".into()) }
+/// );
+/// # Ok(())
+/// # }
+/// ```
 pub fn set_location_hook(hook: fn() -> Option<String>) {
     let _ = LOCATION.set(hook);
 }
@@ -679,6 +1227,19 @@ pub fn set_location_hook(hook: fn() -> Option<String>) {
 /// Turns anomaly mode on or off for this thread; returns the previous setting. In
 /// anomaly mode ops remember where they were recorded, and a backward pass raises at
 /// the first op whose gradient is NaN or infinite.
+///
+/// ```
+/// use tracker_core::{Error, Tracked, Value, backward, set_anomaly};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let x = Tracked::param(Value::from_vec(&[2], vec![0.0, 1.0])?);
+/// assert!(!set_anomaly(true));
+/// let y = x.powf(0.5)?.sum()?; // d/dx √x = 1/(2√x) is infinite at 0
+/// assert!(matches!(backward(&y, None, true), Err(Error::Anomaly { op: "power", .. })));
+/// assert!(set_anomaly(false));
+/// # Ok(())
+/// # }
+/// ```
 pub fn set_anomaly(enabled: bool) -> bool {
     STATE.with(|s| std::mem::replace(&mut s.borrow_mut().anomaly, enabled))
 }
@@ -689,6 +1250,22 @@ pub(crate) fn anomaly() -> bool {
 
 /// Gives this thread a fresh top-level tape (outside any differentiation call); values
 /// recorded on the old one stay usable as constants. For isolating tests.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use tracker_core::{Tracked, Value, current_tape, reset_thread_tape};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let x = Tracked::param(Value::from_vec(&[1], vec![0.0])?);
+/// let y = x.exp()?;
+/// let old = current_tape();
+/// reset_thread_tape();
+/// assert!(!Arc::ptr_eq(&old, &current_tape()));
+/// assert_eq!(y.add(&x)?.value().item(), Some(1.0)); // y's value is still usable
+/// # Ok(())
+/// # }
+/// ```
 pub fn reset_thread_tape() {
     STATE.with(|s| {
         let mut s = s.borrow_mut();
@@ -702,12 +1279,43 @@ pub fn reset_thread_tape() {
     });
 }
 
-/// Turns recording on or off for this thread; returns the previous setting.
+/// Turns recording on or off for this thread; returns the previous setting. With
+/// recording off, ops on tracked values compute plain values (PyTorch's `no_grad`).
+///
+/// ```
+/// use tracker_core::ops::unary::Unary;
+/// use tracker_core::{Arg, Op, Output, Tracked, Value, apply, set_grad_enabled};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let x = Arg::Tracked(Tracked::param(Value::from_vec(&[1], vec![0.0])?));
+/// assert!(set_grad_enabled(false));
+/// let y = apply(Op::Unary(Unary::Exp), &[x])?;
+/// assert!(matches!(y, Output::Value(_)));
+/// assert!(!set_grad_enabled(true));
+/// # Ok(())
+/// # }
+/// ```
 pub fn set_grad_enabled(enabled: bool) -> bool {
     STATE.with(|s| std::mem::replace(&mut s.borrow_mut().grad_enabled, enabled))
 }
 
-/// The tape that ops of this thread record on now.
+/// The tape that ops of this thread record on now: the innermost scope's, or the
+/// thread's top-level tape.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use tracker_core::{current_tape, enter_scope};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let top = current_tape();
+/// let scope = enter_scope(false);
+/// assert!(!Arc::ptr_eq(&top, &current_tape())); // the scope's own tape
+/// scope.exit(Vec::new())?;
+/// assert!(Arc::ptr_eq(&top, &current_tape()));
+/// # Ok(())
+/// # }
+/// ```
 pub fn current_tape() -> Arc<Tape> {
     STATE
         .with(|s| s.borrow().frames.last().map(|f| f.tape.clone()))
@@ -890,12 +1498,59 @@ fn unifies_dtypes(op: &Op) -> bool {
 
 /// Runs `op` on `args`, recording it on the current tape when an argument is tracked
 /// and recording is on. Mixed dtypes are promoted as `np.result_type`.
+///
+/// ```
+/// use tracker_core::ops::binary::Binary;
+/// use tracker_core::{Arg, Dtype, Op, Tracked, Value, apply, backward};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let x = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?.cast(Dtype::F32)?);
+/// let scale = Arg::Value(Value::from_vec(&[2], vec![0.5, 0.25])?); // float64
+/// let y = apply(Op::Binary(Binary::Mul), &[Arg::Tracked(x.clone()), scale])?;
+/// assert_eq!(y.value().dtype(), Dtype::F64); // promoted
+/// let tracker_core::Output::Tracked(y) = y else { unreachable!("x is tracked") };
+/// backward(&y.sum()?, None, true)?;
+/// assert_eq!(x.grad()?.dtype(), Dtype::F32); // the gradient has the parameter's dtype
+/// assert_eq!(x.grad()?.to_f64_vec(), vec![0.5, 0.25]);
+/// # Ok(())
+/// # }
+/// ```
 pub fn apply(op: Op, args: &[Arg]) -> Result<Output> {
     record(op, args, None)
 }
 
 /// Records an external rule (custom rule, hook, checkpoint) on `args`, whose forward
-/// value its caller computed.
+/// value its caller computed. The sweep calls the rule's
+/// [`pullback`](Extern::pullback) with the gradient of that value.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use tracker_core::{Arg, Extern, Output, Result, Tracked, Value, apply_extern, backward};
+///
+/// /// The identity, as a rule: its pullback passes the gradient through.
+/// struct Identity;
+///
+/// impl Extern for Identity {
+///     fn name(&self) -> &'static str {
+///         "identity"
+///     }
+///     fn pullback(&self, dy: Arg) -> Result<Vec<Option<Arg>>> {
+///         Ok(vec![Some(dy)])
+///     }
+///     fn release(&self) {}
+/// }
+///
+/// # fn main() -> Result<()> {
+/// let x = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?);
+/// let y = apply_extern(Arc::new(Identity), &[Arg::Tracked(x.clone())], x.value())?;
+/// let Output::Tracked(y) = y else { unreachable!("x is tracked") };
+/// assert_eq!(y.op_name(), "identity");
+/// backward(&y.mul(&y)?.sum()?, None, true)?;
+/// assert_eq!(x.grad()?.to_f64_vec(), vec![2.0, 4.0]);
+/// # Ok(())
+/// # }
+/// ```
 pub fn apply_extern(rule: Arc<dyn Extern>, args: &[Arg], value: Value) -> Result<Output> {
     record(Op::Extern(rule), args, Some(value))
 }
@@ -1093,6 +1748,24 @@ fn node_of(t: &Tracked) -> Result<&NodeRef> {
 
 /// Back-propagates from `y`, accumulating into every parameter it reaches. With
 /// `once`, the nodes passed free their saved values and cannot be passed again.
+/// Without a seed `dy`, `y` must be a finite scalar (the seed is 1); with one, `dy`
+/// has `y`'s shape.
+///
+/// ```
+/// use tracker_core::{Error, Tracked, Value, backward};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let x = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?);
+/// let y = x.mul(&x)?; // not a scalar: it needs a seed
+/// let seed = Value::from_vec(&[2], vec![1.0, 10.0])?;
+/// backward(&y, Some(seed.clone()), false)?; // keeps the tape...
+/// backward(&y, Some(seed.clone()), true)?; // ...for a second pass, which consumes it
+/// assert_eq!(x.grad()?.to_f64_vec(), vec![4.0, 80.0]); // 2 x dy, twice
+/// assert_eq!(backward(&y, Some(seed), true), Err(Error::Consumed { op: "multiply" }));
+/// assert!(matches!(backward(&y, None, true), Err(Error::Loss { .. })));
+/// # Ok(())
+/// # }
+/// ```
 pub fn backward(y: &Tracked, dy: Option<Value>, once: bool) -> Result<()> {
     let seed = seed_for(&y.value(), dy)?;
     if let Link::Param(p) = &y.link {
@@ -1107,6 +1780,21 @@ pub fn backward(y: &Tracked, dy: Option<Value>, once: bool) -> Result<()> {
 }
 
 /// One differentiation call's scope: ops record on its tape until it is left.
+/// [`gradient`](crate::gradient) and [`hessian`](crate::hessian) are written with it.
+///
+/// ```
+/// use tracker_core::{Arg, Output, Value, enter_scope};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let scope = enter_scope(false);
+/// let x = scope.input(Arg::Value(Value::from_vec(&[2], vec![1.0, 2.0])?))?;
+/// let y = x.powf(3.0)?.sum()?;
+/// let grads = scope.gradient(&Output::Tracked(y), &[x], None, false)?;
+/// let grads = scope.exit(grads)?;
+/// assert_eq!(grads[0].value().to_f64_vec(), vec![3.0, 12.0]);
+/// # Ok(())
+/// # }
+/// ```
 pub struct Scope {
     tape: Arc<Tape>,
     nest: bool,
@@ -1118,7 +1806,28 @@ pub struct Scope {
 }
 
 /// Enters a scope. Without `nest` it has a fresh tape, and values of enclosing scopes are
-/// constants in it; with `nest` it records on the enclosing tape.
+/// constants in it; with `nest` it records on the enclosing tape, so what it computes
+/// (gradients included) can be differentiated by the enclosing scope.
+///
+/// ```
+/// use tracker_core::{Arg, Output, Value, enter_scope};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// // d/dx of the recorded gradient of x³: 6x.
+/// let outer = enter_scope(false);
+/// let x = outer.input(Arg::Value(Value::from_vec(&[1], vec![2.0])?))?;
+/// let inner = enter_scope(true);
+/// let nested = inner.input(Arg::Tracked(x.clone()))?;
+/// let y = nested.powf(3.0)?.sum()?;
+/// let grad = inner.gradient(&Output::Tracked(y), &[nested], None, false)?;
+/// let grad = inner.exit(grad)?.remove(0);
+/// assert_eq!(grad.value().item(), Some(12.0)); // 3x²
+/// let second = outer.gradient(&grad, &[x], None, false)?;
+/// assert_eq!(second[0].value().item(), Some(12.0)); // 6x
+/// outer.exit(Vec::new())?;
+/// # Ok(())
+/// # }
+/// ```
 pub fn enter_scope(nest: bool) -> Scope {
     STATE.with(|s| {
         let mut s = s.borrow_mut();
@@ -1144,6 +1853,19 @@ pub fn enter_scope(nest: bool) -> Scope {
 impl Scope {
     /// A leaf to differentiate with respect to. A value is borrowed (not copied); a
     /// tracked value on this scope's tape is used as it is.
+    ///
+    /// ```
+    /// use tracker_core::{Arg, Value, enter_scope};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let scope = enter_scope(false);
+    /// let x = scope.input(Arg::Value(Value::from_vec(&[2], vec![1.0, 2.0])?))?;
+    /// assert_eq!(x.op_name(), "input");
+    /// assert!(x.same(&scope.input(Arg::Tracked(x.clone()))?));
+    /// # scope.exit(Vec::new())?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn input(&self, x: Arg) -> Result<Tracked> {
         if let Arg::Tracked(t) = &x {
             if let Link::Node(r) = &t.link {
@@ -1200,7 +1922,29 @@ impl Scope {
     }
 
     /// The gradients of `y` with respect to `inputs`, out of place (parameters'
-    /// accumulators are not touched). Nested scopes return tracked gradients.
+    /// accumulators are not touched). Nested scopes return tracked gradients. `seed`
+    /// is the gradient of `y` (ones for a scalar if `None`); `retain` keeps the tape for
+    /// another sweep.
+    ///
+    /// ```
+    /// use tracker_core::{Arg, Output, Value, enter_scope};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let scope = enter_scope(false);
+    /// let x = scope.input(Arg::Value(Value::from_vec(&[2], vec![1.0, 2.0])?))?;
+    /// let y = Output::Tracked(x.mul(&x)?); // x², elementwise
+    /// // The Jacobian's rows, one sweep each, on one tape.
+    /// for (k, row) in [[2.0, 0.0], [0.0, 4.0]].into_iter().enumerate() {
+    ///     let mut seed = vec![0.0; 2];
+    ///     seed[k] = 1.0;
+    ///     let seed = Arg::Value(Value::from_vec(&[2], seed)?);
+    ///     let g = scope.gradient(&y, &[x.clone()], Some(seed), true)?;
+    ///     assert_eq!(g[0].value().to_f64_vec(), row.to_vec());
+    /// }
+    /// scope.exit(Vec::new())?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn gradient(
         &self,
         y: &Output,
@@ -1305,6 +2049,25 @@ impl Scope {
     /// Stops recording in this scope (ops record on the enclosing one again) while
     /// keeping its tape for later sweeps (`forward`'s reusable pullback). Gradients
     /// computed after this are marked like `exit`'s results.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// use tracker_core::{Arg, Output, Value, current_tape, enter_scope};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let top = current_tape();
+    /// let scope = enter_scope(false);
+    /// let x = scope.input(Arg::Value(Value::from_vec(&[1], vec![3.0])?))?;
+    /// let y = Output::Tracked(x.powf(2.0)?.sum()?);
+    /// scope.leave();
+    /// assert!(Arc::ptr_eq(&top, &current_tape())); // recording where it was before
+    /// let g = scope.gradient(&y, &[x], None, false)?; // the scope's tape is still there
+    /// assert_eq!(g[0].value().item(), Some(6.0));
+    /// scope.exit(Vec::new())?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn leave(&self) {
         let frame = self.pop();
         let outer = frame.map(|f| self.outer_to_mark(f.outer));
@@ -1339,6 +2102,26 @@ impl Scope {
     /// Marks `results` on the current (enclosing) tape if the scope used enclosing
     /// values as constants, so that differentiating through them raises "pass
     /// nest=True" instead of silently treating them as constants.
+    ///
+    /// ```
+    /// use tracker_core::{Arg, Error, Output, Tracked, Value, backward, enter_scope};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let p = Tracked::param(Value::from_vec(&[1], vec![2.0])?);
+    /// let a = p.exp()?; // recorded on the enclosing (top-level) tape
+    /// let scope = enter_scope(false);
+    /// let x = scope.input(Arg::Value(Value::from_vec(&[1], vec![3.0])?))?;
+    /// let y = x.mul(&a)?.sum()?; // `a` is a constant in this scope
+    /// scope.leave();
+    /// let marked = scope.mark(vec![Output::Value(y.value())])?;
+    /// let Output::Tracked(y) = &marked[0] else { unreachable!("y depends on a") };
+    /// assert_eq!(y.value().item(), Some(3.0 * 2f64.exp()));
+    /// // Differentiating with respect to p through y raises instead of giving 0.
+    /// assert!(matches!(backward(y, None, true), Err(Error::Nesting { .. })));
+    /// scope.exit(Vec::new())?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn mark(&self, results: Vec<Output>) -> Result<Vec<Output>> {
         let outer = self
             .left_outer
@@ -1354,6 +2137,22 @@ impl Scope {
     /// Leaves the scope. If the computation used values of enclosing scopes as
     /// constants, each result is marked on the enclosing tape so that differentiating
     /// through it raises "pass nest=True" instead of silently treating it as constant.
+    /// A scope without `nest` drops its tape: handles recorded on it become stale.
+    ///
+    /// ```
+    /// use tracker_core::{Arg, Output, Value, enter_scope};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let scope = enter_scope(false);
+    /// let x = scope.input(Arg::Value(Value::from_vec(&[1], vec![3.0])?))?;
+    /// let y = x.powf(2.0)?.sum()?;
+    /// let g = scope.gradient(&Output::Tracked(y), &[x.clone()], None, false)?;
+    /// let g = scope.exit(g)?; // nothing enclosing was used: results as they are
+    /// assert!(matches!(&g[0], Output::Value(v) if v.item() == Some(6.0)));
+    /// assert!(x.graph().is_err()); // x's tape was dropped
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn exit(self, results: Vec<Output>) -> Result<Vec<Output>> {
         let left = self
             .left_outer

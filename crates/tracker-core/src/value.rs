@@ -15,18 +15,45 @@ use smallvec::SmallVec;
 use crate::error::{Error, Result, shape_error};
 use crate::num::Float;
 
-/// A shape: the length of each axis.
+/// A shape: the length of each axis (empty for a 0-d value). Up to four axes are
+/// stored inline.
+///
+/// ```
+/// use tracker_core::{Shape, Value};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let x = Value::from_vec(&[2, 3], vec![0.0; 6])?;
+/// assert_eq!(Shape::from(x.shape()), Shape::from_slice(&[2, 3]));
+/// # Ok(())
+/// # }
+/// ```
 pub type Shape = SmallVec<[usize; 4]>;
 
-/// The element type of a value.
+/// The element type of a value. The order is NumPy's promotion order: `F32 < F64`.
+///
+/// ```
+/// use tracker_core::{Dtype, Value};
+///
+/// assert_eq!(Value::scalar(1.0, Dtype::F32).dtype(), Dtype::F32);
+/// assert!(Dtype::F32 < Dtype::F64);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Dtype {
+    /// 32-bit floats, NumPy's `float32`.
     F32,
+    /// 64-bit floats, NumPy's `float64`.
     F64,
 }
 
 impl Dtype {
-    /// NumPy's name for it.
+    /// NumPy's name for it, as errors and `dtype` attributes spell it.
+    ///
+    /// ```
+    /// use tracker_core::Dtype;
+    ///
+    /// assert_eq!(Dtype::F32.name(), "float32");
+    /// assert_eq!(Dtype::F64.name(), "float64");
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             Dtype::F32 => "float32",
@@ -34,14 +61,22 @@ impl Dtype {
         }
     }
 
-    /// `np.result_type` of two float dtypes.
+    /// `np.result_type` of two float dtypes: the wider one. Ops on mixed dtypes
+    /// compute in it.
+    ///
+    /// ```
+    /// use tracker_core::Dtype;
+    ///
+    /// assert_eq!(Dtype::F32.promote(Dtype::F64), Dtype::F64);
+    /// assert_eq!(Dtype::F32.promote(Dtype::F32), Dtype::F32);
+    /// ```
     pub fn promote(self, other: Dtype) -> Dtype {
         self.max(other)
     }
 }
 
 /// Storage shared between a value, the tape and NumPy views.
-pub enum Buffer<T> {
+pub(crate) enum Buffer<T> {
     Owned(Vec<T>),
     /// Memory owned elsewhere; `owner` keeps it alive and unchanged while this exists.
     Borrowed {
@@ -76,7 +111,20 @@ enum Data<T> {
     Shared(Arc<Buffer<T>>),
 }
 
-/// A dense row-major array of `T`.
+/// A dense row-major array of `T` (`f32` or `f64`): the typed buffer inside a
+/// [`Value`]. Clones share the buffer; writing through [`Array::make_mut`] copies it
+/// first if it is shared.
+///
+/// ```
+/// use tracker_core::Array;
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let a = Array::from_vec(&[2, 2], vec![1.0f32, 2.0, 3.0, 4.0])?;
+/// assert_eq!(a.shape(), &[2, 2]);
+/// assert_eq!(a.as_slice(), &[1.0, 2.0, 3.0, 4.0]);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Array<T> {
     shape: Shape,
@@ -84,7 +132,7 @@ pub struct Array<T> {
 }
 
 /// The number of elements of `shape`, or an error when it overflows.
-pub fn size_of(shape: &[usize], op: &'static str) -> Result<usize> {
+pub(crate) fn size_of(shape: &[usize], op: &'static str) -> Result<usize> {
     shape
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))
@@ -96,7 +144,10 @@ pub fn size_of(shape: &[usize], op: &'static str) -> Result<usize> {
 
 /// Collects `items` into a vector whose allocation fails as `Error::Memory` instead of
 /// aborting.
-pub fn try_collect<T>(items: impl ExactSizeIterator<Item = T>, op: &'static str) -> Result<Vec<T>> {
+pub(crate) fn try_collect<T>(
+    items: impl ExactSizeIterator<Item = T>,
+    op: &'static str,
+) -> Result<Vec<T>> {
     let len = items.len();
     let mut v = Vec::new();
     v.try_reserve_exact(len).map_err(|_| Error::Memory {
@@ -108,7 +159,7 @@ pub fn try_collect<T>(items: impl ExactSizeIterator<Item = T>, op: &'static str)
 }
 
 /// A vector of `len` copies of `fill`, failing with `Error::Memory` instead of aborting.
-pub fn alloc<T: Copy>(len: usize, fill: T, op: &'static str) -> Result<Vec<T>> {
+pub(crate) fn alloc<T: Copy>(len: usize, fill: T, op: &'static str) -> Result<Vec<T>> {
     let mut v = Vec::new();
     v.try_reserve_exact(len).map_err(|_| Error::Memory {
         op,
@@ -119,7 +170,15 @@ pub fn alloc<T: Copy>(len: usize, fill: T, op: &'static str) -> Result<Vec<T>> {
 }
 
 impl<T: Float> Array<T> {
-    /// A 0-d value.
+    /// A 0-d array holding `value` (stored inline, without a heap allocation).
+    ///
+    /// ```
+    /// use tracker_core::Array;
+    ///
+    /// let a = Array::scalar(2.5f64);
+    /// assert_eq!(a.shape(), &[] as &[usize]);
+    /// assert_eq!(a.as_slice(), &[2.5]);
+    /// ```
     pub fn scalar(value: T) -> Self {
         Array {
             shape: Shape::new(),
@@ -127,7 +186,19 @@ impl<T: Float> Array<T> {
         }
     }
 
-    /// An array of `shape` over `values` (row-major).
+    /// An array of `shape` over `values` (row-major), taking ownership of the vector.
+    /// Fails with [`Error::Shape`] when the number of values does not fill the shape.
+    ///
+    /// ```
+    /// use tracker_core::Array;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let a = Array::from_vec(&[2, 3], vec![0.0f64; 6])?;
+    /// assert_eq!(a.len(), 6);
+    /// assert!(Array::from_vec(&[2, 3], vec![0.0f64; 5]).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn from_vec(shape: &[usize], values: Vec<T>) -> Result<Self> {
         let size = size_of(shape, "array")?;
         if size != values.len() {
@@ -150,7 +221,26 @@ impl<T: Float> Array<T> {
         })
     }
 
-    /// An array over memory that `owner` keeps alive and unchanged.
+    /// An array over memory that `owner` keeps alive and unchanged: no copy is made
+    /// (the Python boundary lends NumPy arrays this way).
+    ///
+    /// ```
+    /// use std::ptr::NonNull;
+    /// use std::sync::Arc;
+    ///
+    /// use tracker_core::Array;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let data = Arc::new(vec![1.0f64, 2.0, 3.0]);
+    /// let ptr = NonNull::new(data.as_ptr().cast_mut()).expect("a vector's pointer");
+    /// // SAFETY: the owner (a clone of `data`) keeps the three values alive, and nothing
+    /// // writes to them.
+    /// let a = unsafe { Array::borrowed(&[3], ptr, Box::new(data.clone()))? };
+    /// assert_eq!(a.as_slice(), &[1.0, 2.0, 3.0]);
+    /// assert_eq!(a.as_slice().as_ptr(), data.as_ptr());
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Safety
     /// `ptr` must point to `size_of(shape)` aligned, initialised elements that stay
@@ -175,7 +265,18 @@ impl<T: Float> Array<T> {
         })
     }
 
-    /// An array of `shape` filled with `value`.
+    /// An array of `shape` filled with `value`. `op` names the operation in the
+    /// [`Error::Memory`] raised when the buffer cannot be allocated.
+    ///
+    /// ```
+    /// use tracker_core::Array;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let a = Array::full(&[2, 2], 7.0f32, "full")?;
+    /// assert_eq!(a.as_slice(), &[7.0; 4]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn full(shape: &[usize], value: T, op: &'static str) -> Result<Self> {
         if shape.is_empty() {
             return Ok(Self::scalar(value));
@@ -184,19 +285,61 @@ impl<T: Float> Array<T> {
         Self::from_vec(shape, alloc(len, value, op)?)
     }
 
+    /// The length of each axis.
+    ///
+    /// ```
+    /// use tracker_core::Array;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// assert_eq!(Array::from_vec(&[3, 1], vec![0.0f64; 3])?.shape(), &[3, 1]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
+    /// The number of elements (1 for a 0-d array).
+    ///
+    /// ```
+    /// use tracker_core::Array;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// assert_eq!(Array::from_vec(&[2, 3], vec![0.0f64; 6])?.len(), 6);
+    /// assert_eq!(Array::scalar(1.0f64).len(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn len(&self) -> usize {
         self.as_slice().len()
     }
 
+    /// Whether the array has no elements (some axis has length 0).
+    ///
+    /// ```
+    /// use tracker_core::Array;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// assert!(Array::<f64>::from_vec(&[2, 0], vec![])?.is_empty());
+    /// assert!(!Array::scalar(0.0f64).is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The elements in row-major order.
+    ///
+    /// ```
+    /// use tracker_core::Array;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let a = Array::from_vec(&[2, 2], vec![1.0f64, 2.0, 3.0, 4.0])?;
+    /// assert_eq!(a.as_slice()[2], 3.0); // row 1, column 0
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn as_slice(&self) -> &[T] {
         match &self.data {
             Data::Scalar(v) => std::slice::from_ref(v),
@@ -205,7 +348,21 @@ impl<T: Float> Array<T> {
     }
 
     /// The elements for writing: in place when this value is their only owner,
-    /// otherwise after copying them (copy on write).
+    /// otherwise after copying them (copy on write), so other holders of the buffer
+    /// never see the change.
+    ///
+    /// ```
+    /// use tracker_core::Array;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let a = Array::from_vec(&[2], vec![1.0f64, 2.0])?;
+    /// let mut b = a.clone();
+    /// b.make_mut()?[0] = 10.0;
+    /// assert_eq!(b.as_slice(), &[10.0, 2.0]);
+    /// assert_eq!(a.as_slice(), &[1.0, 2.0]); // `a` kept its buffer
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn make_mut(&mut self) -> Result<&mut [T]> {
         if let Data::Shared(arc) = &self.data {
             let unique = matches!(arc.as_ref(), Buffer::Owned(_)) && Arc::strong_count(arc) == 1;
@@ -226,6 +383,18 @@ impl<T: Float> Array<T> {
     }
 
     /// The same elements under another shape of the same size (no copy).
+    ///
+    /// ```
+    /// use tracker_core::Array;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let a = Array::from_vec(&[2, 3], vec![0.0f64; 6])?;
+    /// let b = a.reshaped(&[3, 2])?;
+    /// assert_eq!(b.shape(), &[3, 2]);
+    /// assert!(a.reshaped(&[4]).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn reshaped(&self, shape: &[usize]) -> Result<Self> {
         let size = size_of(shape, "reshape")?;
         if size != self.len() {
@@ -246,19 +415,52 @@ impl<T: Float> Array<T> {
         }
     }
 
-    /// An ndarray view of the elements.
+    /// An [`ndarray`] view of the elements, for computing with ndarray's methods.
+    ///
+    /// ```
+    /// use tracker_core::Array;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let a = Array::from_vec(&[2, 2], vec![1.0f64, 2.0, 3.0, 4.0])?;
+    /// let v = a.view()?;
+    /// assert_eq!(v[[1, 0]], 3.0);
+    /// assert_eq!(v.sum(), 10.0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn view(&self) -> Result<ArrayViewD<'_, T>> {
         ArrayViewD::from_shape(IxDyn(&self.shape), self.as_slice())
             .map_err(|e| shape_error("view", e.to_string()))
     }
 
     /// A new array of the same shape with `f` applied to each element.
+    ///
+    /// ```
+    /// use tracker_core::Array;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let a = Array::from_vec(&[3], vec![1.0f64, 2.0, 3.0])?;
+    /// assert_eq!(a.map(|v| v * v)?.as_slice(), &[1.0, 4.0, 9.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn map(&self, f: impl Fn(T) -> T) -> Result<Self> {
         let out = try_collect(self.as_slice().iter().map(|&v| f(v)), "map")?;
         Self::from_vec(&self.shape, out)
     }
 
-    /// The elements converted to another float type.
+    /// The elements converted to another float type, in a new buffer.
+    ///
+    /// ```
+    /// use tracker_core::Array;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let a = Array::from_vec(&[2], vec![0.5f64, 1.0 / 3.0])?;
+    /// let b = a.cast::<f32>()?;
+    /// assert_eq!(b.as_slice(), &[0.5f32, 1.0 / 3.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn cast<U: Float>(&self) -> Result<Array<U>> {
         let out = try_collect(
             self.as_slice().iter().map(|&v| U::from_f64(v.to_f64())),
@@ -267,7 +469,19 @@ impl<T: Float> Array<T> {
         Array::from_vec(&self.shape, out)
     }
 
-    /// Whether two arrays share one buffer (for tests of zero-copy paths).
+    /// Whether two arrays share one buffer (for tests of zero-copy paths). 0-d arrays,
+    /// stored inline, share nothing.
+    ///
+    /// ```
+    /// use tracker_core::Array;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let a = Array::from_vec(&[4], vec![1.0f64, 2.0, 3.0, 4.0])?;
+    /// assert!(a.shares_buffer(&a.reshaped(&[2, 2])?));
+    /// assert!(!a.shares_buffer(&a.map(|v| v)?));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn shares_buffer(&self, other: &Self) -> bool {
         match (&self.data, &other.data) {
             (Data::Shared(a), Data::Shared(b)) => Arc::ptr_eq(a, b),
@@ -276,10 +490,27 @@ impl<T: Float> Array<T> {
     }
 }
 
-/// A value of either float dtype: what the tape stores and the ops compute on.
+/// A value of either float dtype: what the tape stores and the ops compute on. Cheap
+/// to clone (the buffer is shared).
+///
+/// ```
+/// use tracker_core::{Dtype, Value};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let x = Value::from_vec(&[2], vec![1.0, 2.0])?;
+/// assert_eq!(x.dtype(), Dtype::F64);
+/// match x.cast(Dtype::F32)? {
+///     Value::F32(a) => assert_eq!(a.as_slice(), &[1.0f32, 2.0]),
+///     Value::F64(_) => unreachable!("cast to float32"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub enum Value {
+    /// A `float32` array.
     F32(Array<f32>),
+    /// A `float64` array.
     F64(Array<f64>),
 }
 
@@ -309,7 +540,14 @@ macro_rules! with_value {
 }
 
 impl Value {
-    /// A 0-d value of `dtype`.
+    /// A 0-d value of `dtype` (rounded to `f32` for [`Dtype::F32`]).
+    ///
+    /// ```
+    /// use tracker_core::{Dtype, Value};
+    ///
+    /// let x = Value::scalar(0.5, Dtype::F32);
+    /// assert_eq!((x.shape(), x.dtype(), x.item()), (&[] as &[usize], Dtype::F32, Some(0.5)));
+    /// ```
     pub fn scalar(value: f64, dtype: Dtype) -> Value {
         match dtype {
             Dtype::F32 => Value::F32(Array::scalar(value as f32)),
@@ -317,12 +555,34 @@ impl Value {
         }
     }
 
-    /// A float64 array from a vector.
+    /// A `float64` value of `shape` over `values` (row-major), without a copy.
+    ///
+    /// ```
+    /// use tracker_core::Value;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Value::from_vec(&[2, 2], vec![1.0, 2.0, 3.0, 4.0])?;
+    /// assert_eq!(x.shape(), &[2, 2]);
+    /// assert!(Value::from_vec(&[3], vec![1.0]).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn from_vec(shape: &[usize], values: Vec<f64>) -> Result<Value> {
         Ok(Value::F64(Array::from_vec(shape, values)?))
     }
 
-    /// An array of `shape` and `dtype` filled with `value`.
+    /// A value of `shape` and `dtype` filled with `value`; `op` names the operation in
+    /// the error if the buffer cannot be allocated.
+    ///
+    /// ```
+    /// use tracker_core::{Dtype, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let ones = Value::full(&[2, 3], 1.0, Dtype::F32, "ones")?;
+    /// assert_eq!(ones.to_f64_vec(), vec![1.0; 6]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn full(shape: &[usize], value: f64, dtype: Dtype, op: &'static str) -> Result<Value> {
         Ok(match dtype {
             Dtype::F32 => Value::F32(Array::full(shape, value as f32, op)?),
@@ -330,6 +590,13 @@ impl Value {
         })
     }
 
+    /// The element type.
+    ///
+    /// ```
+    /// use tracker_core::{Dtype, Value};
+    ///
+    /// assert_eq!(Value::scalar(1.0, Dtype::F32).dtype(), Dtype::F32);
+    /// ```
     pub fn dtype(&self) -> Dtype {
         match self {
             Value::F32(_) => Dtype::F32,
@@ -337,19 +604,62 @@ impl Value {
         }
     }
 
+    /// The length of each axis.
+    ///
+    /// ```
+    /// use tracker_core::Value;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// assert_eq!(Value::from_vec(&[1, 3], vec![0.0; 3])?.shape(), &[1, 3]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn shape(&self) -> &[usize] {
         with_value!(self, a => a.shape())
     }
 
+    /// The number of elements (1 for a 0-d value).
+    ///
+    /// ```
+    /// use tracker_core::Value;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// assert_eq!(Value::from_vec(&[2, 3], vec![0.0; 6])?.len(), 6);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn len(&self) -> usize {
         with_value!(self, a => a.len())
     }
 
+    /// Whether the value has no elements.
+    ///
+    /// ```
+    /// use tracker_core::Value;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// assert!(Value::from_vec(&[0], vec![])?.is_empty());
+    /// assert!(!Value::from_vec(&[1], vec![0.0])?.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The value converted to `dtype` (shared, not copied, when it already has it).
+    ///
+    /// ```
+    /// use tracker_core::{Dtype, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Value::from_vec(&[2], vec![0.1, 0.2])?;
+    /// let y = x.cast(Dtype::F32)?;
+    /// assert_eq!(y.dtype(), Dtype::F32);
+    /// assert_eq!(y.to_f64_vec(), vec![0.1f32 as f64, 0.2f32 as f64]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn cast(&self, dtype: Dtype) -> Result<Value> {
         Ok(match (self, dtype) {
             (Value::F32(a), Dtype::F64) => Value::F64(a.cast()?),
@@ -359,21 +669,69 @@ impl Value {
     }
 
     /// A copy in a new buffer that this value alone owns.
+    ///
+    /// ```
+    /// use tracker_core::Value;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let (Value::F64(a), Value::F64(b)) = (
+    ///     Value::from_vec(&[2], vec![1.0, 2.0])?,
+    ///     Value::from_vec(&[2], vec![1.0, 2.0])?.copied()?,
+    /// ) else {
+    ///     unreachable!("both are float64")
+    /// };
+    /// assert_eq!(a.as_slice(), b.as_slice());
+    /// assert!(!a.shares_buffer(&b));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn copied(&self) -> Result<Value> {
         Ok(map_value!(self, a => a.map(|v| v)?))
     }
 
-    /// The same elements under another shape.
+    /// The same elements under another shape of the same size (no copy).
+    ///
+    /// ```
+    /// use tracker_core::Value;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Value::from_vec(&[6], vec![0.0; 6])?;
+    /// assert_eq!(x.reshaped(&[2, 3])?.shape(), &[2, 3]);
+    /// assert!(x.reshaped(&[4]).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn reshaped(&self, shape: &[usize]) -> Result<Value> {
         Ok(map_value!(self, a => a.reshaped(shape)?))
     }
 
-    /// The elements as f64, in row-major order (for tests and display).
+    /// The elements as `f64`, in row-major order (for tests and display).
+    ///
+    /// ```
+    /// use tracker_core::{Dtype, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Value::full(&[2], 0.25, Dtype::F32, "full")?;
+    /// assert_eq!(x.to_f64_vec(), vec![0.25, 0.25]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn to_f64_vec(&self) -> Vec<f64> {
         with_value!(self, a => a.as_slice().iter().map(|v| v.to_f64()).collect())
     }
 
-    /// The only element of a one-element value.
+    /// The only element of a one-element value (of any shape), as `f64`; `None` when
+    /// the value has more or fewer elements.
+    ///
+    /// ```
+    /// use tracker_core::Value;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// assert_eq!(Value::from_vec(&[1, 1], vec![3.0])?.item(), Some(3.0));
+    /// assert_eq!(Value::from_vec(&[2], vec![3.0, 4.0])?.item(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn item(&self) -> Option<f64> {
         with_value!(self, a => match a.as_slice() {
             [v] => Some(v.to_f64()),

@@ -111,6 +111,6 @@ pub fn use_blas(path: &str) -> bool {
         (d, s)
     };
     let _ = ROUTINES.set(routines);
-    tracker_core::ops::linalg::set_gemm(dgemm, sgemm);
+    tracker_core::set_gemm(dgemm, sgemm);
     true
 }

@@ -1,5 +1,16 @@
 //! Binary elementwise ops with NumPy broadcasting: one table row each, `y = f(a, b)`
 //! and the two partial rules given `a`, `b`, `y` and `dy`.
+//!
+//! ```
+//! use tracker_core::ops::binary::Binary;
+//!
+//! // y = a / b; dy/da = 1/b, dy/db = -y/b.
+//! let (a, b) = (1.0f64, 4.0);
+//! let y = Binary::Div.eval(a, b);
+//! assert_eq!(y, 0.25);
+//! assert_eq!(Binary::Div.rule(0, a, b, y, 1.0), 0.25);
+//! assert_eq!(Binary::Div.rule(1, a, b, y, 1.0), -0.0625);
+//! ```
 
 use std::f64::consts::LN_2;
 
@@ -13,29 +24,81 @@ use crate::value::{Array, Value};
 macro_rules! binary_ops {
     ($($variant:ident => $name:literal, |$a:ident, $b:ident| $forward:expr,
         |$ra:ident, $rb:ident, $ry:ident, $rdy:ident| ($rule_a:expr, $rule_b:expr);)*) => {
-        /// A binary elementwise op.
+        /// A binary elementwise op: NumPy's ufunc of the same name, with broadcasting.
+        /// Its forward expression and its two partial rules are one row of the table in
+        /// this file.
+        ///
+        /// ```
+        /// use tracker_core::ops::binary::Binary;
+        /// use tracker_core::{Arg, Op, Tracked, Value, apply, backward};
+        ///
+        /// # fn main() -> tracker_core::Result<()> {
+        /// let x = Tracked::param(Value::from_vec(&[2], vec![1.0, 5.0])?);
+        /// let three = Value::scalar(3.0, x.dtype());
+        /// let y = apply(Op::Binary(Binary::Maximum), &[Arg::Tracked(x.clone()), Arg::Value(three)])?;
+        /// assert_eq!(y.value().to_f64_vec(), vec![3.0, 5.0]);
+        /// # Ok(())
+        /// # }
+        /// ```
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum Binary { $($variant),* }
+        pub enum Binary { $(#[doc = concat!("NumPy's `", $name, "`.")] $variant),* }
 
         impl Binary {
             /// Every binary op, for coverage tests.
+            ///
+            /// ```
+            /// use tracker_core::ops::binary::Binary;
+            ///
+            /// assert!(Binary::ALL.contains(&Binary::Hypot));
+            /// assert!(Binary::ALL.iter().all(|op| Binary::from_name(op.name()) == Some(*op)));
+            /// ```
             pub const ALL: &'static [Binary] = &[$(Binary::$variant),*];
 
+            /// The op's name: NumPy's name of the ufunc.
+            ///
+            /// ```
+            /// use tracker_core::ops::binary::Binary;
+            ///
+            /// assert_eq!(Binary::Sub.name(), "subtract");
+            /// ```
             pub fn name(self) -> &'static str {
                 match self { $(Binary::$variant => $name),* }
             }
 
             /// The op NumPy's ufunc `name` is.
+            ///
+            /// ```
+            /// use tracker_core::ops::binary::Binary;
+            ///
+            /// assert_eq!(Binary::from_name("arctan2"), Some(Binary::Arctan2));
+            /// assert_eq!(Binary::from_name("exp"), None);
+            /// ```
             pub fn from_name(name: &str) -> Option<Binary> {
                 match name { $($name => Some(Binary::$variant),)* _ => None }
             }
 
             /// `y = f(a, b)` on elements.
+            ///
+            /// ```
+            /// use tracker_core::ops::binary::Binary;
+            ///
+            /// assert_eq!(Binary::Hypot.eval(3.0f64, 4.0), 5.0);
+            /// assert_eq!(Binary::Remainder.eval(-1.0f64, 3.0), 2.0); // Python's %
+            /// ```
             pub fn eval<T: Real>(self, a: T, b: T) -> T {
                 match self { $(Binary::$variant => { let ($a, $b) = (a, b); $forward })* }
             }
 
-            /// The partial rule for input `side` (0 or 1), on scalar-like values.
+            /// The partial rule for input `side` (0 or 1), on scalar-like values: the
+            /// contribution of `dy` to that input's gradient, given `a`, `b` and `y`.
+            ///
+            /// ```
+            /// use tracker_core::ops::binary::Binary;
+            ///
+            /// // y = a * b at a = 2, b = 5: dy/da = b, dy/db = a.
+            /// assert_eq!(Binary::Mul.rule(0, 2.0f64, 5.0, 10.0, 1.0), 5.0);
+            /// assert_eq!(Binary::Mul.rule(1, 2.0f64, 5.0, 10.0, 1.0), 2.0);
+            /// ```
             pub fn rule<S: Num>(self, side: usize, a: S, b: S, y: S, dy: S) -> S {
                 match self {
                     $(Binary::$variant => {
@@ -47,6 +110,19 @@ macro_rules! binary_ops {
             }
 
             /// `y = f(a, b)` over broadcast buffers, as one loop.
+            ///
+            /// ```
+            /// use tracker_core::Array;
+            /// use tracker_core::ops::binary::Binary;
+            ///
+            /// # fn main() -> tracker_core::Result<()> {
+            /// let a = Array::from_vec(&[2, 1], vec![1.0f64, 2.0])?;
+            /// let b = Array::from_vec(&[2], vec![10.0f64, 20.0])?;
+            /// let y = Binary::Add.forward_arrays(&a, &b)?;
+            /// assert_eq!((y.shape(), y.as_slice()), (&[2, 2][..], &[11.0, 21.0, 12.0, 22.0][..]));
+            /// # Ok(())
+            /// # }
+            /// ```
             pub fn forward_arrays<T: Float>(self, a: &Array<T>, b: &Array<T>) -> Result<Array<T>> {
                 let shape = broadcast_shapes(self.name(), a.shape(), b.shape())?;
                 match self {
@@ -57,7 +133,22 @@ macro_rules! binary_ops {
                 }
             }
 
-            /// The partial rule for input `side` at the output's shape, as one fused loop.
+            /// The partial rule for input `side` at the output's shape, as one fused loop
+            /// (the caller sums it back to the input's shape).
+            ///
+            /// ```
+            /// use tracker_core::Array;
+            /// use tracker_core::ops::binary::Binary;
+            ///
+            /// # fn main() -> tracker_core::Result<()> {
+            /// let a = Array::from_vec(&[2], vec![2.0f64, 3.0])?;
+            /// let b = Array::from_vec(&[2], vec![4.0f64, 5.0])?;
+            /// let y = Binary::Mul.forward_arrays(&a, &b)?;
+            /// let dy = Array::from_vec(&[2], vec![1.0f64, 1.0])?;
+            /// assert_eq!(Binary::Mul.rule_arrays(0, &a, &b, &y, &dy)?.as_slice(), &[4.0, 5.0]);
+            /// # Ok(())
+            /// # }
+            /// ```
             pub fn rule_arrays<T: Float>(
                 self,
                 side: usize,
@@ -131,7 +222,21 @@ binary_ops! {
 }
 
 impl Binary {
-    /// `y = f(a, b)` on values of one dtype.
+    /// `y = f(a, b)` on values of one dtype (a [`Error::Type`](crate::Error::Type)
+    /// otherwise: [`apply`](crate::apply) casts mixed dtypes first).
+    ///
+    /// ```
+    /// use tracker_core::ops::binary::Binary;
+    /// use tracker_core::{Dtype, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let a = Value::from_vec(&[2], vec![2.0, 3.0])?;
+    /// let b = Value::from_vec(&[2], vec![3.0, 2.0])?;
+    /// assert_eq!(Binary::Pow.forward(&a, &b)?.to_f64_vec(), vec![8.0, 9.0]);
+    /// assert!(Binary::Pow.forward(&a, &b.cast(Dtype::F32)?).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn forward(self, a: &Value, b: &Value) -> Result<Value> {
         match (a, b) {
             (Value::F32(a), Value::F32(b)) => Ok(Value::F32(self.forward_arrays(a, b)?)),
@@ -144,7 +249,7 @@ impl Binary {
 /// Both inputs' gradients: the fused rule at the output's shape, summed back to each
 /// input's shape.
 #[allow(clippy::too_many_arguments)]
-pub fn pullback<B: Backend>(
+pub(crate) fn pullback<B: Backend>(
     b: &mut B,
     op: Binary,
     x1: &B::A,

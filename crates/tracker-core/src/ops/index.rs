@@ -2,35 +2,93 @@
 //! advanced, mixed). An index becomes a [`Gather`]: the flat positions it reads. Its
 //! gradient scatters the piece back into those positions, so `x[i]` costs the size of
 //! the piece, not of `x`.
+//!
+//! ```
+//! use tracker_core::ops::index::{IndexItem, plan};
+//!
+//! # fn main() -> tracker_core::Result<()> {
+//! // x[1] of a 2 × 3 array reads the second row: flat positions 3, 4, 5.
+//! let row = plan(&[2, 3], &[IndexItem::Int(1)])?;
+//! assert_eq!((row.shape.as_slice(), row.positions.as_slice()), (&[3][..], &[3, 4, 5][..]));
+//! # Ok(())
+//! # }
+//! ```
 
 use crate::broadcast::{BroadcastOffsets, broadcast_shapes};
 use crate::error::{Error, Result, index_error};
 use crate::num::Float;
 use crate::value::{Array, Shape, Value, alloc, size_of};
 
-/// One item of an index expression.
+/// One item of an index expression: `x[1, ::2, None, ...]` is four items.
+///
+/// ```
+/// use tracker_core::ops::index::IndexItem;
+/// use tracker_core::{Tracked, Value};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let x = Tracked::param(Value::from_vec(&[2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])?);
+/// let every_other = IndexItem::Slice { start: None, stop: None, step: Some(2) };
+/// let y = x.index(&[IndexItem::Int(1), every_other, IndexItem::NewAxis])?; // x[1, ::2, None]
+/// assert_eq!((y.shape().as_slice(), y.value().to_f64_vec()), (&[2, 1][..], vec![4.0, 6.0]));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum IndexItem {
+    /// One position of an axis (negative from the end); the axis is removed.
     Int(isize),
+    /// A Python slice `start:stop:step` of an axis.
     Slice {
+        /// The first position, or the axis's start (its end for a negative step).
         start: Option<isize>,
+        /// The position to stop before, or past the axis's end.
         stop: Option<isize>,
+        /// The stride, 1 if absent; not 0.
         step: Option<isize>,
     },
+    /// `None`: a new axis of length 1.
     NewAxis,
+    /// `...`: as many full slices as the other items leave axes.
     Ellipsis,
     /// An integer array (repeated positions accumulate in the gradient).
     Array {
+        /// The index array's shape.
         shape: Shape,
+        /// Its positions, row-major (negative from the end).
         values: Vec<isize>,
     },
 }
 
-/// The positions an index reads from a row-major array.
+/// The positions an index reads from a row-major array: what [`Op::Gather`] records,
+/// and what its gradient scatters back into.
+///
+/// [`Op::Gather`]: crate::Op::Gather
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use tracker_core::ops::index::Gather;
+/// use tracker_core::{Op, Shape, Value};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// // The diagonal of a 2 × 2 matrix, as positions.
+/// let diagonal = Gather {
+///     source_shape: Shape::from_slice(&[2, 2]),
+///     shape: Shape::from_slice(&[2]),
+///     positions: vec![0, 3],
+/// };
+/// let x = Value::from_vec(&[2, 2], vec![1.0, 2.0, 3.0, 4.0])?;
+/// assert_eq!(Op::Gather(Arc::new(diagonal)).forward(&[&x])?.to_f64_vec(), vec![1.0, 4.0]);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Gather {
+    /// The shape of the array read.
     pub source_shape: Shape,
+    /// The shape of the result.
     pub shape: Shape,
+    /// For each element of the result (row-major), the flat position it reads.
     pub positions: Vec<usize>,
 }
 
@@ -92,7 +150,22 @@ fn slice_indices(
     Ok(out)
 }
 
-/// Works out what `x[items]` reads, for `x` of `shape`.
+/// Works out what `x[items]` reads, for `x` of `shape`, with NumPy's rules (advanced
+/// indices broadcast together). Out-of-range positions raise
+/// [`Error::Index`].
+///
+/// ```
+/// use tracker_core::ops::index::{IndexItem, plan};
+/// use tracker_core::Shape;
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let picks = IndexItem::Array { shape: Shape::from_slice(&[3]), values: vec![2, 0, 2] };
+/// let g = plan(&[4], &[picks])?; // x[[2, 0, 2]]
+/// assert_eq!(g.positions, vec![2, 0, 2]);
+/// assert!(plan(&[4], &[IndexItem::Int(4)]).is_err());
+/// # Ok(())
+/// # }
+/// ```
 pub fn plan(shape: &[usize], items: &[IndexItem]) -> Result<Gather> {
     let consuming = items
         .iter()
@@ -250,7 +323,7 @@ pub fn plan(shape: &[usize], items: &[IndexItem]) -> Result<Gather> {
 }
 
 /// `x[index]`, reading the planned positions.
-pub fn gather(g: &Gather, x: &Value) -> Result<Value> {
+pub(crate) fn gather(g: &Gather, x: &Value) -> Result<Value> {
     if x.shape() != g.source_shape.as_slice() {
         return Err(crate::error::shape_error(
             "getitem",
@@ -268,7 +341,7 @@ pub fn gather(g: &Gather, x: &Value) -> Result<Value> {
 }
 
 /// A zero array of the gather's source shape with `piece` added at its positions.
-pub fn scatter(g: &Gather, piece: &Value) -> Result<Value> {
+pub(crate) fn scatter(g: &Gather, piece: &Value) -> Result<Value> {
     if piece.shape() != g.shape.as_slice() {
         return Err(crate::error::shape_error(
             "scatter_add",
@@ -292,7 +365,7 @@ pub fn scatter(g: &Gather, piece: &Value) -> Result<Value> {
 }
 
 /// Adds `piece` into `target` at the gather's positions (repeats accumulate).
-pub fn scatter_add<T: Float>(g: &Gather, piece: &[T], target: &mut [T]) {
+pub(crate) fn scatter_add<T: Float>(g: &Gather, piece: &[T], target: &mut [T]) {
     for (&p, &v) in g.positions.iter().zip(piece) {
         if let Some(t) = target.get_mut(p) {
             *t = *t + v;

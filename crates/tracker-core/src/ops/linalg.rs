@@ -44,12 +44,54 @@ use crate::value::{Array, Dtype, Shape, Value, alloc, size_of};
 /// A matrix product an embedding can supply (the BLAS NumPy links, say): `c = a @ b` for
 /// row-major contiguous `a` (m×k), `b` (k×n) and `c` (m×n), with `m`, `k` and `n` as
 /// given. Returns whether it ran; if not, matrixmultiply's runs instead.
+///
+/// ```
+/// use tracker_core::Gemm;
+///
+/// /// The textbook triple loop, for small products.
+/// fn naive(m: usize, k: usize, n: usize, a: &[f64], b: &[f64], c: &mut [f64]) -> bool {
+///     for i in 0..m {
+///         for j in 0..n {
+///             c[i * n + j] = (0..k).map(|l| a[i * k + l] * b[l * n + j]).sum();
+///         }
+///     }
+///     true
+/// }
+///
+/// let gemm: Gemm<f64> = naive;
+/// let mut c = [0.0; 1];
+/// assert!(gemm(1, 2, 1, &[1.0, 2.0], &[3.0, 4.0], &mut c));
+/// assert_eq!(c, [11.0]);
+/// ```
 pub type Gemm<T> = fn(m: usize, k: usize, n: usize, a: &[T], b: &[T], c: &mut [T]) -> bool;
 
 static GEMM: OnceLock<(Gemm<f64>, Gemm<f32>)> = OnceLock::new();
 
 /// Installs the matrix products `matmul` uses from now on (once per process; later calls
 /// are ignored). Without them, matrixmultiply's run.
+///
+/// ```rust,standalone_crate
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+///
+/// use tracker_core::{Tracked, Value, set_gemm};
+///
+/// static CALLS: AtomicUsize = AtomicUsize::new(0);
+///
+/// /// Counts the products, leaving each to matrixmultiply (returns false).
+/// fn counting<T>(_m: usize, _k: usize, _n: usize, _a: &[T], _b: &[T], _c: &mut [T]) -> bool {
+///     CALLS.fetch_add(1, Ordering::SeqCst);
+///     false
+/// }
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// set_gemm(counting::<f64>, counting::<f32>);
+/// let a = Tracked::param(Value::from_vec(&[2, 2], vec![1.0, 2.0, 3.0, 4.0])?);
+/// let y = a.matmul(&a)?;
+/// assert_eq!(y.value().to_f64_vec(), vec![7.0, 10.0, 15.0, 22.0]);
+/// assert_eq!(CALLS.load(Ordering::SeqCst), 1);
+/// # Ok(())
+/// # }
+/// ```
 pub fn set_gemm(f64: Gemm<f64>, f32: Gemm<f32>) {
     let _ = GEMM.set((f64, f32));
 }

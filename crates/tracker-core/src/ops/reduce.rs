@@ -1,4 +1,19 @@
-//! Reductions over axes: sum, mean, prod, max, min.
+//! Reductions over axes: sum, mean, prod, max, min; and running sums and products.
+//!
+//! ```
+//! use tracker_core::op::{Arrays, Eager, Op};
+//! use tracker_core::ops::reduce::{Reduce, normalize_axes};
+//! use tracker_core::Value;
+//!
+//! # fn main() -> tracker_core::Result<()> {
+//! let x = Value::from_vec(&[2, 3], vec![1.0, 5.0, 3.0, 4.0, 2.0, 6.0])?;
+//! let axes = normalize_axes("max", Some(&[-1]), 2)?; // axis=-1
+//! let max = Op::Reduce { kind: Reduce::Max, axes, keepdims: true };
+//! let y = Eager.apply(max, &[&x])?;
+//! assert_eq!((y.shape(), y.to_f64_vec()), (&[2, 1][..], vec![5.0, 6.0]));
+//! # Ok(())
+//! # }
+//! ```
 
 use crate::broadcast::BroadcastOffsets;
 use crate::error::{Error, Result};
@@ -6,17 +21,43 @@ use crate::num::Float;
 use crate::op::{Arrays, Backend, Op};
 use crate::value::{Array, Shape, Value, alloc, size_of, try_collect};
 
-/// Which reduction.
+/// Which reduction [`Op::Reduce`] computes.
+///
+/// ```
+/// use tracker_core::op::Axes;
+/// use tracker_core::ops::reduce::Reduce;
+/// use tracker_core::{Arg, Op, Tracked, Value, apply};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let x = Tracked::param(Value::from_vec(&[4], vec![1.0, 2.0, 3.0, 6.0])?);
+/// let mean = Op::Reduce { kind: Reduce::Mean, axes: Axes::from_slice(&[0]), keepdims: false };
+/// assert_eq!(apply(mean, &[Arg::Tracked(x)])?.value().item(), Some(3.0));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reduce {
+    /// The sum.
     Sum,
+    /// The arithmetic mean.
     Mean,
+    /// The product (its gradient is right at zeros).
     Prod,
+    /// The maximum (NaN propagates; tied maxima share the gradient equally).
     Max,
+    /// The minimum (NaN propagates; tied minima share the gradient equally).
     Min,
 }
 
 impl Reduce {
+    /// Every reduction, for coverage tests.
+    ///
+    /// ```
+    /// use tracker_core::ops::reduce::Reduce;
+    ///
+    /// assert_eq!(Reduce::ALL.len(), 5);
+    /// assert!(Reduce::ALL.contains(&Reduce::Prod));
+    /// ```
     pub const ALL: &'static [Reduce] = &[
         Reduce::Sum,
         Reduce::Mean,
@@ -25,6 +66,14 @@ impl Reduce {
         Reduce::Min,
     ];
 
+    /// The reduction's name, as NumPy spells it.
+    ///
+    /// ```
+    /// use tracker_core::ops::reduce::Reduce;
+    ///
+    /// assert_eq!(Reduce::Sum.name(), "sum");
+    /// assert_eq!(Reduce::Min.name(), "min");
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             Reduce::Sum => "sum",
@@ -37,7 +86,20 @@ impl Reduce {
 }
 
 /// Axes as NumPy accepts them (`None` for all, negative from the end), sorted and
-/// checked against `ndim`.
+/// checked against `ndim`. `op` names the operation in the error for an axis out of
+/// range or repeated.
+///
+/// ```
+/// use tracker_core::ops::reduce::normalize_axes;
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// assert_eq!(normalize_axes("sum", Some(&[-1, 0]), 3)?.as_slice(), &[0, 2]);
+/// assert_eq!(normalize_axes("sum", None, 2)?.as_slice(), &[0, 1]);
+/// assert!(normalize_axes("sum", Some(&[3]), 3).is_err());
+/// assert!(normalize_axes("sum", Some(&[1, -2]), 3).is_err()); // axis 1 twice
+/// # Ok(())
+/// # }
+/// ```
 pub fn normalize_axes(
     op: &'static str,
     axes: Option<&[isize]>,
@@ -68,7 +130,7 @@ pub fn normalize_axes(
 }
 
 /// `shape` with the reduced `axes` kept as length 1.
-pub fn kept_shape(shape: &[usize], axes: &[usize]) -> Shape {
+pub(crate) fn kept_shape(shape: &[usize], axes: &[usize]) -> Shape {
     shape
         .iter()
         .enumerate()
@@ -89,7 +151,7 @@ fn reduced_shape(shape: &[usize], axes: &[usize], keepdims: bool) -> Shape {
 }
 
 /// The reduction of `x` over `axes`.
-pub fn forward(kind: Reduce, x: &Value, axes: &[usize], keepdims: bool) -> Result<Value> {
+pub(crate) fn forward(kind: Reduce, x: &Value, axes: &[usize], keepdims: bool) -> Result<Value> {
     if let Some(&bad) = axes.iter().find(|&&k| k >= x.shape().len()) {
         return Err(crate::error::index_error(
             kind.name(),
@@ -147,7 +209,7 @@ fn reduce_array<T: Float>(
 }
 
 /// The gradient of a reduction of `x` (with result `y`) given `dy`.
-pub fn pullback<B: Backend>(
+pub(crate) fn pullback<B: Backend>(
     b: &mut B,
     kind: Reduce,
     axes: &[usize],
@@ -266,7 +328,21 @@ fn exclusive_cumprod<B: Arrays>(
     Ok(scan)
 }
 
-/// Running sums along `axis`, from its end when `reverse`.
+/// Running sums along `axis`, from its end when `reverse` ([`Op::Cumsum`]'s value).
+///
+/// [`Op::Cumsum`]: crate::Op::Cumsum
+///
+/// ```
+/// use tracker_core::ops::reduce::cumsum;
+/// use tracker_core::Value;
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let x = Value::from_vec(&[2, 2], vec![1.0, 2.0, 3.0, 4.0])?;
+/// assert_eq!(cumsum(&x, 1, false)?.to_f64_vec(), vec![1.0, 3.0, 3.0, 7.0]);
+/// assert_eq!(cumsum(&x, 0, true)?.to_f64_vec(), vec![4.0, 6.0, 3.0, 4.0]);
+/// # Ok(())
+/// # }
+/// ```
 pub fn cumsum(x: &Value, axis: usize, reverse: bool) -> Result<Value> {
     let shape = x.shape();
     let n = super::shape::axis_length("cumsum", shape, axis)?;
@@ -294,7 +370,29 @@ pub fn cumsum(x: &Value, axis: usize, reverse: bool) -> Result<Value> {
 }
 
 /// Running products along `axis`: `x` times the exclusive scan of shifted products, so
-/// the gradient is right at zeros and differentiable again.
+/// the gradient is right at zeros and differentiable again. A composite function: it
+/// runs on any [`Arrays`] (buffers with [`Eager`](crate::op::Eager), the tape with
+/// [`Live`](crate::Live)).
+///
+/// ```
+/// use tracker_core::op::Eager;
+/// use tracker_core::ops::reduce::cumprod;
+/// use tracker_core::{Arg, Live, Tracked, Value, gradient};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let x = Value::from_vec(&[3], vec![2.0, 0.0, 5.0])?;
+/// assert_eq!(cumprod(&mut Eager, &x, 0)?.to_f64_vec(), vec![2.0, 0.0, 0.0]);
+/// // d/dx of x0 + x0 x1 + x0 x1 x2 at x1 = 0
+/// let g = gradient(|x: &Tracked| {
+///     let Arg::Tracked(y) = cumprod(&mut Live, &Arg::Tracked(x.clone()), 0)? else {
+///         unreachable!("x is tracked")
+///     };
+///     y.sum()
+/// }, &x)?;
+/// assert_eq!(g.to_f64_vec(), vec![1.0, 12.0, 0.0]);
+/// # Ok(())
+/// # }
+/// ```
 pub fn cumprod<B: Arrays>(b: &mut B, x: &B::A, axis: usize) -> Result<B::A> {
     let shape = b.shape(x);
     let n = super::shape::axis_length("cumprod", &shape, axis)?;

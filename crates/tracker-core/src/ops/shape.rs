@@ -1,4 +1,20 @@
 //! Shape ops: transpose, broadcast_to, shift, and `where`.
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use tracker_core::ops::shape::Mask;
+//! use tracker_core::{Op, Shape, Value};
+//!
+//! # fn main() -> tracker_core::Result<()> {
+//! let x = Value::from_vec(&[3], vec![1.0, 2.0, 3.0])?;
+//! let later = Op::Shift { axis: 0, by: 1, fill: 0.0 }.forward(&[&x])?;
+//! assert_eq!(later.to_f64_vec(), vec![0.0, 1.0, 2.0]);
+//! let mask = Arc::new(Mask { shape: Shape::from_slice(&[3]), bits: vec![true, false, true] });
+//! assert_eq!(Op::Where(mask).forward(&[&x, &later])?.to_f64_vec(), vec![1.0, 1.0, 3.0]);
+//! # Ok(())
+//! # }
+//! ```
 
 use crate::broadcast::{BroadcastOffsets, broadcast_shapes};
 use crate::error::{Result, index_error, shape_error};
@@ -7,15 +23,39 @@ use crate::num::Float;
 use crate::op::{Backend, Contributions, each_input};
 use crate::value::{Array, Dtype, Shape, Value, alloc, size_of, try_collect};
 
-/// A boolean condition, as `where` saves it.
+/// A boolean condition, as `where` saves it: [`Op::Where`](crate::Op::Where) takes its
+/// first operand where the condition holds (broadcast), its second elsewhere.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use tracker_core::ops::shape::Mask;
+/// use tracker_core::{Arg, Op, Output, Shape, Tracked, Value, apply, backward};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let x = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?);
+/// let first = Arc::new(Mask { shape: Shape::from_slice(&[2]), bits: vec![true, false] });
+/// let zero = Arg::Value(Value::scalar(0.0, x.dtype()));
+/// let Output::Tracked(y) = apply(Op::Where(first), &[Arg::Tracked(x.clone()), zero])?
+/// else {
+///     unreachable!("x is tracked")
+/// };
+/// assert_eq!(y.value().to_f64_vec(), vec![1.0, 0.0]);
+/// backward(&y.sum()?, None, true)?;
+/// assert_eq!(x.grad()?.to_f64_vec(), vec![1.0, 0.0]);
+/// # Ok(())
+/// # }
+/// ```
 pub struct Mask {
+    /// The condition's shape (it broadcasts against the operands).
     pub shape: Shape,
+    /// The condition, row-major.
     pub bits: Vec<bool>,
 }
 
 impl Mask {
     /// The condition as 0/1 values of `dtype` (`negate` gives 1 where it is false).
-    pub fn to_value(&self, dtype: Dtype, negate: bool) -> Result<Value> {
+    pub(crate) fn to_value(&self, dtype: Dtype, negate: bool) -> Result<Value> {
         let ones = self
             .bits
             .iter()
@@ -30,7 +70,20 @@ impl Mask {
     }
 }
 
-/// A requested shape (one entry may be -1, inferred) for an array of `size` elements.
+/// A requested shape (one entry may be -1, inferred) for an array of `size` elements,
+/// as `reshape` takes it. Fails with [`Error::Shape`](crate::Error::Shape) when no shape
+/// fits.
+///
+/// ```
+/// use tracker_core::ops::shape::resolve_shape;
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// assert_eq!(resolve_shape(&[2, -1], 6)?.as_slice(), &[2, 3]);
+/// assert!(resolve_shape(&[4, -1], 6).is_err());
+/// assert!(resolve_shape(&[-1, -1], 6).is_err());
+/// # Ok(())
+/// # }
+/// ```
 pub fn resolve_shape(requested: &[isize], size: usize) -> Result<Shape> {
     let known_dims: Shape = requested
         .iter()
@@ -65,7 +118,7 @@ pub fn resolve_shape(requested: &[isize], size: usize) -> Result<Shape> {
 }
 
 /// The inverse of a permutation of axes.
-pub fn inverse_permutation(perm: &[usize]) -> Shape {
+pub(crate) fn inverse_permutation(perm: &[usize]) -> Shape {
     let mut inverse: Shape = perm.iter().map(|_| 0).collect();
     for (k, &p) in perm.iter().enumerate() {
         if let Some(slot) = inverse.get_mut(p) {
@@ -76,7 +129,7 @@ pub fn inverse_permutation(perm: &[usize]) -> Shape {
 }
 
 /// Checks that `perm` is a permutation of `0..ndim`.
-pub fn check_permutation(perm: &[usize], ndim: usize) -> Result<()> {
+pub(crate) fn check_permutation(perm: &[usize], ndim: usize) -> Result<()> {
     let mut seen = vec![false; ndim];
     for &p in perm {
         match seen.get_mut(p) {
@@ -99,7 +152,7 @@ pub fn check_permutation(perm: &[usize], ndim: usize) -> Result<()> {
 }
 
 /// The axes of `x` permuted (a copy, row-major).
-pub fn transpose(x: &Value, perm: &[usize]) -> Result<Value> {
+pub(crate) fn transpose(x: &Value, perm: &[usize]) -> Result<Value> {
     check_permutation(perm, x.shape().len())?;
     let shape: Shape = perm
         .iter()
@@ -170,7 +223,7 @@ fn permute<T: Copy + Default>(src: &[T], shape: &[usize], perm: &[usize]) -> Res
 }
 
 /// `x` broadcast to `shape` (materialised).
-pub fn broadcast_to(x: &Value, shape: &[usize]) -> Result<Value> {
+pub(crate) fn broadcast_to(x: &Value, shape: &[usize]) -> Result<Value> {
     size_of(shape, "broadcast_to")?;
     let joint = broadcast_shapes("broadcast_to", x.shape(), shape)?;
     if joint.as_slice() != shape {
@@ -204,7 +257,7 @@ pub(crate) fn axis_length(op: &'static str, shape: &[usize], axis: usize) -> Res
 }
 
 /// `y[.., i, ..] = x[.., i - by, ..]` along `axis`, and `fill` where `i - by` is outside.
-pub fn shift(x: &Value, axis: usize, by: isize, fill: f64) -> Result<Value> {
+pub(crate) fn shift(x: &Value, axis: usize, by: isize, fill: f64) -> Result<Value> {
     let shape = x.shape();
     let n = axis_length("shift", shape, axis)?;
     let inner = size_of(shape.get(axis + 1..).unwrap_or(&[]), "shift")?;
@@ -237,7 +290,7 @@ pub fn shift(x: &Value, axis: usize, by: isize, fill: f64) -> Result<Value> {
 }
 
 /// `where(mask, a, b)` with broadcasting.
-pub fn select(mask: &Mask, a: &Value, b: &Value) -> Result<Value> {
+pub(crate) fn select(mask: &Mask, a: &Value, b: &Value) -> Result<Value> {
     let shape = broadcast_shapes(
         "where",
         &mask.shape,
@@ -260,7 +313,7 @@ pub fn select(mask: &Mask, a: &Value, b: &Value) -> Result<Value> {
 }
 
 /// `where`'s gradient: `dy` where the mask holds goes to `a`, the rest to `b`.
-pub fn select_pullback<B: Backend>(
+pub(crate) fn select_pullback<B: Backend>(
     b: &mut B,
     mask: &Mask,
     x1: &B::A,

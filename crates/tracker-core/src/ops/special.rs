@@ -9,6 +9,19 @@
 //! Every pullback is composed of ops (other special functions included: `digamma`'s
 //! derivative is `polygamma(1, x)`), written once over [`Arrays`], so second
 //! derivatives come from the same text.
+//!
+//! ```
+//! use tracker_core::ops::special::Special;
+//! use tracker_core::{Op, Tracked, Value, gradient};
+//!
+//! # fn main() -> tracker_core::Result<()> {
+//! assert!(Special::Gammaln.native());
+//! let x = Value::from_vec(&[2], vec![1.0, 3.0])?;
+//! let y = Op::Special(Special::Gammaln).forward(&[&x])?; // log Γ(x)
+//! assert!((y.to_f64_vec()[1] - 2f64.ln()).abs() < 1e-15);
+//! # Ok(())
+//! # }
+//! ```
 
 use std::f64::consts::{FRAC_2_SQRT_PI, PI};
 use std::sync::OnceLock;
@@ -25,43 +38,90 @@ use crate::ops::shape::Mask;
 use crate::ops::unary::Unary;
 use crate::value::{Array, Value};
 
-/// A special function of `scipy.special`.
+/// A special function of `scipy.special`, recorded as [`Op::Special`]. Its inputs
+/// broadcast as a ufunc's.
+///
+/// ```
+/// use tracker_core::ops::special::Special;
+/// use tracker_core::{Op, Value};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// let x = Value::from_vec(&[2], vec![0.0, 1.0])?;
+/// let y = Value::from_vec(&[2], vec![5.0, std::f64::consts::E])?;
+/// assert_eq!(Op::Special(Special::Xlogy).forward(&[&x, &y])?.to_f64_vec(), vec![0.0, 1.0]);
+/// assert_eq!(Op::Special(Special::Ndtr).forward(&[&x])?.to_f64_vec()[0], 0.5);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Special {
+    /// `erfc(x) = 1 - erf(x)`.
     Erfc,
+    /// The inverse of `erf`.
     Erfinv,
+    /// The inverse of `erfc`.
     Erfcinv,
+    /// The scaled complementary error function `exp(x²) erfc(x)`.
     Erfcx,
+    /// The gamma function `Γ(x)`.
     Gamma,
+    /// `log|Γ(x)|`.
     Gammaln,
+    /// `ψ(x)`, the derivative of `log Γ(x)`.
     Digamma,
     /// `polygamma(n, x)`, the n-th derivative of `digamma` (n ≥ 1).
     Polygamma(u32),
+    /// `log(x / (1 - x))`.
     Logit,
+    /// `Φ(x)`, the standard normal CDF.
     Ndtr,
+    /// `log Φ(x)`, accurate far in the left tail.
     LogNdtr,
+    /// The modified Bessel function of the first kind, order 0.
     I0,
+    /// The modified Bessel function of the first kind, order 1.
     I1,
+    /// `exp(-|x|) I0(x)`.
     I0e,
+    /// `exp(-|x|) I1(x)`.
     I1e,
+    /// The Bessel function of the first kind, order 0.
     J0,
+    /// The Bessel function of the first kind, order 1.
     J1,
+    /// The Bessel function of the second kind, order 0.
     Y0,
+    /// The Bessel function of the second kind, order 1.
     Y1,
+    /// The complete elliptic integral of the first kind `K(m)`.
     Ellipk,
+    /// The complete elliptic integral of the second kind `E(m)`.
     Ellipe,
+    /// The exponential integral `E1(x)`.
     Exp1,
+    /// The exponential integral `Ei(x)`.
     Expi,
+    /// `x log(y)`, 0 where `x = 0`.
     Xlogy,
+    /// `x log1p(y)`, 0 where `x = 0`.
     Xlog1py,
     /// Hurwitz's `zeta(x, q)`.
     Zeta,
+    /// The beta function `B(a, b)`.
     Beta,
+    /// `log|B(a, b)|`.
     Betaln,
 }
 
 impl Special {
     /// Every special function (polygamma as `polygamma(1, x)`), for coverage tests.
+    ///
+    /// ```
+    /// use tracker_core::ops::special::Special;
+    ///
+    /// assert!(Special::ALL.contains(&Special::Polygamma(1)));
+    /// assert_eq!(Special::ALL.iter().filter(|s| s.arity() == 2).count(), 5);
+    /// ```
     pub const ALL: &'static [Special] = &[
         Special::Erfc,
         Special::Erfinv,
@@ -94,6 +154,13 @@ impl Special {
     ];
 
     /// The name, as `scipy.special` spells it.
+    ///
+    /// ```
+    /// use tracker_core::ops::special::Special;
+    ///
+    /// assert_eq!(Special::LogNdtr.name(), "log_ndtr");
+    /// assert_eq!(Special::Polygamma(2).name(), "polygamma");
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             Special::Erfc => "erfc",
@@ -128,6 +195,13 @@ impl Special {
     }
 
     /// The function a name of [`Special::name`] is (`polygamma` takes its order apart).
+    ///
+    /// ```
+    /// use tracker_core::ops::special::Special;
+    ///
+    /// assert_eq!(Special::from_name("gammaln"), Some(Special::Gammaln));
+    /// assert_eq!(Special::from_name("polygamma"), None); // needs its order
+    /// ```
     pub fn from_name(name: &str) -> Option<Special> {
         Special::ALL
             .iter()
@@ -136,6 +210,13 @@ impl Special {
     }
 
     /// How many arguments the function takes.
+    ///
+    /// ```
+    /// use tracker_core::ops::special::Special;
+    ///
+    /// assert_eq!(Special::Gamma.arity(), 1);
+    /// assert_eq!(Special::Beta.arity(), 2);
+    /// ```
     pub fn arity(self) -> usize {
         match self {
             Special::Xlogy | Special::Xlog1py | Special::Zeta | Special::Beta | Special::Betaln => {
@@ -145,7 +226,15 @@ impl Special {
         }
     }
 
-    /// Whether the forward value is computed in this crate (else by the evaluator).
+    /// Whether the forward value is computed in this crate (else by the evaluator that
+    /// [`set_evaluator`] installs).
+    ///
+    /// ```
+    /// use tracker_core::ops::special::Special;
+    ///
+    /// assert!(Special::Erfc.native());
+    /// assert!(!Special::Zeta.native());
+    /// ```
     pub fn native(self) -> bool {
         matches!(
             self,
@@ -165,12 +254,58 @@ impl Special {
     }
 }
 
-/// Computes the functions this crate does not (the Python boundary calls SciPy).
+/// Computes the functions this crate does not (the Python boundary calls SciPy): given
+/// the function and its inputs (one dtype), the value at their broadcast shape.
+///
+/// ```
+/// use tracker_core::ops::special::{Evaluator, Special};
+/// use tracker_core::{Error, Result, Value};
+///
+/// fn none(op: Special, _inputs: &[&Value]) -> Result<Value> {
+///     Err(Error::Usage { message: format!("{} is not available", op.name()) })
+/// }
+///
+/// let evaluator: Evaluator = none;
+/// assert!(evaluator(Special::Zeta, &[]).is_err());
+/// ```
 pub type Evaluator = fn(Special, &[&Value]) -> Result<Value>;
 
 static EVALUATOR: OnceLock<Evaluator> = OnceLock::new();
 
-/// Installs the evaluator of the functions that are not [`Special::native`].
+/// Installs the evaluator of the functions that are not [`Special::native`], once per
+/// process (later calls are ignored). Without one, those functions raise
+/// [`Error::Type`].
+///
+/// ```rust,standalone_crate
+/// use tracker_core::ops::special::{Special, set_evaluator};
+/// use tracker_core::{Error, Op, Result, Value};
+///
+/// /// `I0(x)` by its power series `Σ (x/2)^(2k) / (k!)²`, enough for small `x`.
+/// fn evaluate(op: Special, inputs: &[&Value]) -> Result<Value> {
+///     let (Special::I0, [Value::F64(x)]) = (op, inputs) else {
+///         return Err(Error::Usage { message: format!("{} is not available", op.name()) });
+///     };
+///     let series = |x: f64| {
+///         let (mut term, mut sum) = (1.0, 1.0);
+///         for k in 1..30 {
+///             term *= (x / 2.0) * (x / 2.0) / (k * k) as f64;
+///             sum += term;
+///         }
+///         sum
+///     };
+///     Ok(Value::F64(x.map(series)?))
+/// }
+///
+/// # fn main() -> Result<()> {
+/// let x = Value::from_vec(&[2], vec![0.0, 1.0])?;
+/// assert!(Op::Special(Special::I0).forward(&[&x]).is_err()); // no evaluator yet
+/// set_evaluator(evaluate);
+/// let y = Op::Special(Special::I0).forward(&[&x])?.to_f64_vec();
+/// assert_eq!(y[0], 1.0);
+/// assert!((y[1] - 1.266_065_877_752_008_4).abs() < 1e-15);
+/// # Ok(())
+/// # }
+/// ```
 pub fn set_evaluator(evaluator: Evaluator) {
     let _ = EVALUATOR.set(evaluator);
 }
@@ -265,7 +400,7 @@ fn native_binary<T: Float>(op: Special, a: &Array<T>, b: &Array<T>) -> Result<Ar
 }
 
 /// The function's value on `inputs` (of one dtype).
-pub fn forward(op: Special, inputs: &[&Value]) -> Result<Value> {
+pub(crate) fn forward(op: Special, inputs: &[&Value]) -> Result<Value> {
     let name = op.name();
     if inputs.len() != op.arity() {
         return Err(Error::Usage {
@@ -571,7 +706,7 @@ fn partial<B: Arrays>(
 }
 
 /// The contributions of `dy` to the inputs' gradients.
-pub fn pullback<B: Backend>(
+pub(crate) fn pullback<B: Backend>(
     b: &mut B,
     op: Special,
     inputs: &[B::A],

@@ -1,4 +1,13 @@
 //! Unary elementwise ops: one table row each, `y = f(x)` and `dx` given `x`, `y`, `dy`.
+//!
+//! ```
+//! use tracker_core::ops::unary::Unary;
+//!
+//! // y = sqrt(x) at x = 4; dx = dy / 2y.
+//! let y = Unary::Sqrt.eval(4.0f64);
+//! assert_eq!(y, 2.0);
+//! assert_eq!(Unary::Sqrt.rule(4.0, y, 1.0), 0.25);
+//! ```
 
 use std::f64::consts::{FRAC_1_SQRT_2, FRAC_2_SQRT_PI, LN_2, LN_10, PI};
 
@@ -9,34 +18,97 @@ use crate::value::Array;
 
 macro_rules! unary_ops {
     ($($variant:ident => $name:literal, |$x:ident| $forward:expr, |$rx:ident, $ry:ident, $rdy:ident| $rule:expr;)*) => {
-        /// A unary elementwise op.
+        /// A unary elementwise op: NumPy's ufunc of the same name, or one of the
+        /// activations of `tracker.nn.functional`. Its forward expression and its rule
+        /// are one row of the table in this file.
+        ///
+        /// ```
+        /// use tracker_core::ops::unary::Unary;
+        /// use tracker_core::{Arg, Op, Tracked, Value, apply};
+        ///
+        /// # fn main() -> tracker_core::Result<()> {
+        /// let x = Tracked::param(Value::from_vec(&[2], vec![-1.0, 2.0])?);
+        /// let y = apply(Op::Unary(Unary::Relu), &[Arg::Tracked(x)])?;
+        /// assert_eq!(y.value().to_f64_vec(), vec![0.0, 2.0]);
+        /// # Ok(())
+        /// # }
+        /// ```
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum Unary { $($variant),* }
+        pub enum Unary { $(#[doc = concat!("`", $name, "`, elementwise.")] $variant),* }
 
         impl Unary {
             /// Every unary op, for coverage tests.
+            ///
+            /// ```
+            /// use tracker_core::ops::unary::Unary;
+            ///
+            /// assert!(Unary::ALL.contains(&Unary::Gelu));
+            /// assert!(Unary::ALL.iter().all(|op| Unary::from_name(op.name()) == Some(*op)));
+            /// ```
             pub const ALL: &'static [Unary] = &[$(Unary::$variant),*];
 
+            /// The op's name: NumPy's name of the ufunc (or the activation's).
+            ///
+            /// ```
+            /// use tracker_core::ops::unary::Unary;
+            ///
+            /// assert_eq!(Unary::Abs.name(), "absolute");
+            /// assert_eq!(Unary::Log.name(), "log");
+            /// ```
             pub fn name(self) -> &'static str {
                 match self { $(Unary::$variant => $name),* }
             }
 
             /// The op NumPy's ufunc `name` is.
+            ///
+            /// ```
+            /// use tracker_core::ops::unary::Unary;
+            ///
+            /// assert_eq!(Unary::from_name("negative"), Some(Unary::Neg));
+            /// assert_eq!(Unary::from_name("add"), None);
+            /// ```
             pub fn from_name(name: &str) -> Option<Unary> {
                 match name { $($name => Some(Unary::$variant),)* _ => None }
             }
 
             /// `y = f(x)` on one element.
+            ///
+            /// ```
+            /// use tracker_core::ops::unary::Unary;
+            ///
+            /// assert_eq!(Unary::Sigmoid.eval(0.0f64), 0.5);
+            /// assert_eq!(Unary::Rint.eval(2.5f32), 2.0); // half to even
+            /// ```
             pub fn eval<T: Real>(self, x: T) -> T {
                 match self { $(Unary::$variant => { let $x = x; $forward })* }
             }
 
-            /// `dx` given `x`, `y` and `dy`, on scalar-like values.
+            /// `dx` given `x`, `y` and `dy`, on scalar-like values: plain floats here;
+            /// recorded values when a sweep differentiates the rule again.
+            ///
+            /// ```
+            /// use tracker_core::ops::unary::Unary;
+            ///
+            /// // y = exp(x): dx = dy · y.
+            /// assert_eq!(Unary::Exp.rule(0.0f64, 1.0, 3.0), 3.0);
+            /// assert_eq!(Unary::Abs.rule(0.0f64, 0.0, 1.0), 0.0); // abs'(0) = 0
+            /// ```
             pub fn rule<S: Num>(self, x: S, y: S, dy: S) -> S {
                 match self { $(Unary::$variant => { let ($rx, $ry, $rdy) = (x, y, dy); $rule })* }
             }
 
             /// `y = f(x)` over a buffer, as one loop.
+            ///
+            /// ```
+            /// use tracker_core::Array;
+            /// use tracker_core::ops::unary::Unary;
+            ///
+            /// # fn main() -> tracker_core::Result<()> {
+            /// let x = Array::from_vec(&[3], vec![-1.5f64, 0.0, 2.0])?;
+            /// assert_eq!(Unary::Abs.forward(&x)?.as_slice(), &[1.5, 0.0, 2.0]);
+            /// # Ok(())
+            /// # }
+            /// ```
             pub fn forward<T: Float>(self, x: &Array<T>) -> Result<Array<T>> {
                 match self {
                     $(Unary::$variant => {
@@ -47,6 +119,19 @@ macro_rules! unary_ops {
             }
 
             /// `dx` over buffers of one shape, as one fused loop.
+            ///
+            /// ```
+            /// use tracker_core::Array;
+            /// use tracker_core::ops::unary::Unary;
+            ///
+            /// # fn main() -> tracker_core::Result<()> {
+            /// let x = Array::from_vec(&[2], vec![1.0f64, 4.0])?;
+            /// let y = Unary::Sqrt.forward(&x)?;
+            /// let dy = Array::full(&[2], 1.0f64, "ones")?;
+            /// assert_eq!(Unary::Sqrt.rule_arrays(&x, &y, &dy)?.as_slice(), &[0.5, 0.25]);
+            /// # Ok(())
+            /// # }
+            /// ```
             pub fn rule_arrays<T: Float>(self, x: &Array<T>, y: &Array<T>, dy: &Array<T>) -> Result<Array<T>> {
                 match self {
                     $(Unary::$variant => {
@@ -132,8 +217,24 @@ unary_ops! {
     };
 }
 
-/// SELU's constants (Klambauer et al., 2017), as PyTorch's.
+/// SELU's `α` (Klambauer et al., 2017), as PyTorch's: the negative branch is
+/// `scale · α · (exp(x) - 1)`.
+///
+/// ```
+/// use tracker_core::ops::unary::{SELU_ALPHA, SELU_SCALE, Unary};
+///
+/// let far_left = Unary::Selu.eval(-50.0f64);
+/// assert!((far_left + SELU_SCALE * SELU_ALPHA).abs() < 1e-15);
+/// ```
 pub const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
+/// SELU's `scale` (Klambauer et al., 2017), as PyTorch's: the positive branch is
+/// `scale · x`.
+///
+/// ```
+/// use tracker_core::ops::unary::{SELU_SCALE, Unary};
+///
+/// assert_eq!(Unary::Selu.eval(2.0f64), 2.0 * SELU_SCALE);
+/// ```
 pub const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
 const GELU_BETA: f64 = FRAC_2_SQRT_PI * FRAC_1_SQRT_2; // sqrt(2/pi)
 const GELU_KAPPA: f64 = 0.044_715;
