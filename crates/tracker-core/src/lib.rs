@@ -121,7 +121,7 @@ pub mod tape;
 pub use api::{Live, gradient, hessian};
 pub use error::{Error, Payload, Result};
 pub use op::{Extern, Op};
-pub use ops::linalg::{Gemm, set_gemm};
+pub use ops::linalg::{Gemm, Product, set_gemm};
 pub use tape::{
     Arg, GraphNode, Output, Param, Scope, Tape, Tracked, apply, apply_extern, backward,
     current_tape, enter_scope, reset_thread_tape, set_anomaly, set_grad_enabled,

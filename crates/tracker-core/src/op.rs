@@ -105,6 +105,15 @@ pub enum Op {
     },
     /// `a @ b` (NumPy's matmul: 1-D operands promoted, batch dimensions broadcast).
     Matmul,
+    /// `op(a) @ op(b)`, where `op` swaps the last two axes of an operand whose flag is
+    /// set (both at least 2-D): the products matmul's pullbacks take, read transposed
+    /// in place instead of copied.
+    MatmulT {
+        /// Whether `a` is read transposed.
+        ta: bool,
+        /// Whether `b` is read transposed.
+        tb: bool,
+    },
     /// The inverse of each matrix of a batch `(..., n, n)`. The linear-algebra ops
     /// work on batches of matrices in their last two axes; a singular matrix raises
     /// [`Error::LinAlg`].
@@ -320,7 +329,7 @@ impl Op {
             Op::Special(s) => s.name(),
             Op::Where(_) => "where",
             Op::Reduce { kind, .. } => kind.name(),
-            Op::Matmul => "matmul",
+            Op::Matmul | Op::MatmulT { .. } => "matmul",
             Op::Inv => "inv",
             Op::Det => "det",
             Op::Slogdet => "slogdet",
@@ -379,6 +388,7 @@ impl Op {
                 [x],
             ) => reduce::forward(*kind, x, axes, *keepdims),
             (Op::Matmul, [x, y]) => linalg::matmul(x, y),
+            (Op::MatmulT { ta, tb }, [x, y]) => linalg::matmul_t(x, y, *ta, *tb),
             (Op::Inv, [x]) => linalg::inv(x),
             (Op::Det, [x]) => linalg::det(x),
             (Op::Slogdet, [x]) => linalg::slogdet(x),
@@ -440,6 +450,9 @@ impl Op {
                 b, *kind, axes, *keepdims, x, y, dy
             )?)],
             (Op::Matmul, [x1, x2]) => linalg::matmul_pullback(b, x1, x2, dy, need(0), need(1))?,
+            (Op::MatmulT { ta, tb }, [x1, x2]) => {
+                linalg::matmul_t_pullback(b, (x1, need(0)), (x2, need(1)), dy, *ta, *tb)?
+            }
             (Op::Inv | Op::Det | Op::Slogdet | Op::Cholesky | Op::Eigh | Op::Svd | Op::Qr, [x]) => {
                 linalg::unary_pullback(b, self, x, y, dy)?
             }

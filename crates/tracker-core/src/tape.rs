@@ -1491,6 +1491,7 @@ fn unifies_dtypes(op: &Op) -> bool {
             | Op::Special(_)
             | Op::Where(_)
             | Op::Matmul
+            | Op::MatmulT { .. }
             | Op::Solve
             | Op::SolveTriangular { .. }
     )

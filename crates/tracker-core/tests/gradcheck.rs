@@ -374,6 +374,21 @@ fn linalg_cases(cases: &mut Vec<Case>) {
             op(Op::Matmul, &[Arg::Tracked(row), Arg::Tracked(stacked)])
         }),
     ));
+    // The transposed products of matmul's pullbacks, each operand tracked in turn (x
+    // against x·x, so both carry gradient), batches broadcast.
+    for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+        cases.push((
+            format!("matmul_t (ta={ta}, tb={tb})"),
+            vec![2, 1, 3, 3],
+            Box::new(move |x| {
+                let x2 = times(x, x)?;
+                let y = op(Op::MatmulT { ta, tb }, &[me(x), Arg::Tracked(x2.clone())])?;
+                let z = op(Op::MatmulT { ta, tb }, &[constant(&[3, 3], 5), me(x)])?;
+                let w = op(Op::MatmulT { ta, tb }, &[Arg::Tracked(x2), constant(&[2, 3, 3], 9)])?;
+                plus(&plus(&y, Arg::Tracked(z))?, Arg::Tracked(w))
+            }),
+        ));
+    }
     for (name, linalg) in [("inv", Op::Inv), ("det", Op::Det), ("slogdet", Op::Slogdet)] {
         cases.push((
             name.into(),

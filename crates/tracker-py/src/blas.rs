@@ -6,6 +6,7 @@ use std::ffi::c_int;
 use std::sync::OnceLock;
 
 use pyo3::prelude::*;
+use tracker_core::Product;
 
 /// `cblas_?gemm` with 64-bit integers, as scipy-openblas exports it.
 type Cblas<T> = unsafe extern "C" fn(
@@ -27,42 +28,42 @@ type Cblas<T> = unsafe extern "C" fn(
 
 const ROW_MAJOR: c_int = 101;
 const NO_TRANS: c_int = 111;
+const TRANS: c_int = 112;
 
 static ROUTINES: OnceLock<(Cblas<f64>, Cblas<f32>)> = OnceLock::new();
 
-/// `c = a @ b` through `routine`, for row-major contiguous operands of the sizes given;
-/// false (nothing done) when the slices do not hold them.
-fn gemm<T: Copy + From<u8>>(
-    routine: Cblas<T>,
-    (m, k, n): (usize, usize, usize),
-    (a, b, c): (&[T], &[T], &mut [T]),
-) -> bool {
-    let fits = |len: usize, rows: usize, cols: usize| rows.checked_mul(cols) == Some(len);
-    let dims = [m, k, n].map(i64::try_from);
-    let [Ok(m64), Ok(k64), Ok(n64)] = dims else {
-        return false;
-    };
-    if !(fits(a.len(), m, k) && fits(b.len(), k, n) && fits(c.len(), m, n)) || k == 0 {
+/// `c = op(a) @ op(b)` through `routine`, as `p` describes it; false (nothing done) when
+/// the slices do not hold the operands.
+fn gemm<T: Copy + From<u8>>(routine: Cblas<T>, p: &Product, a: &[T], b: &[T], c: &mut [T]) -> bool {
+    let &Product { m, k, n, ta, tb } = p;
+    let holds = |len: usize, rows: usize, cols: usize| rows.checked_mul(cols) == Some(len);
+    if !(holds(a.len(), m, k) && holds(b.len(), k, n) && holds(c.len(), m, n)) || k == 0 {
         return false;
     }
-    let (one, zero) = (T::from(1), T::from(0));
+    let [Ok(m64), Ok(k64), Ok(n64)] = [m, k, n].map(i64::try_from) else {
+        return false;
+    };
+    // Row-major leading dimensions: the stored width of each matrix.
+    let lda = if ta { m64 } else { k64 };
+    let ldb = if tb { k64 } else { n64 };
+    let flag = |t: bool| if t { TRANS } else { NO_TRANS };
     // SAFETY: the slices hold exactly m×k, k×n and m×n elements (checked above), row-major
-    // and contiguous with leading dimensions k, n and n, as this call describes them; `c`
-    // is borrowed mutably and overlaps neither operand.
+    // and contiguous, stored as `p` says with leading dimensions lda, ldb and n, as this
+    // call describes them; `c` is borrowed mutably and overlaps neither operand.
     unsafe {
         routine(
             ROW_MAJOR,
-            NO_TRANS,
-            NO_TRANS,
+            flag(ta),
+            flag(tb),
             m64,
             n64,
             k64,
-            one,
+            T::from(1),
             a.as_ptr(),
-            k64.max(1),
+            lda.max(1),
             b.as_ptr(),
-            n64.max(1),
-            zero,
+            ldb.max(1),
+            T::from(0),
             c.as_mut_ptr(),
             n64.max(1),
         )
@@ -70,16 +71,12 @@ fn gemm<T: Copy + From<u8>>(
     true
 }
 
-fn dgemm(m: usize, k: usize, n: usize, a: &[f64], b: &[f64], c: &mut [f64]) -> bool {
-    ROUTINES
-        .get()
-        .is_some_and(|r| gemm(r.0, (m, k, n), (a, b, c)))
+fn dgemm(p: &Product, a: &[f64], b: &[f64], c: &mut [f64]) -> bool {
+    ROUTINES.get().is_some_and(|r| gemm(r.0, p, a, b, c))
 }
 
-fn sgemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) -> bool {
-    ROUTINES
-        .get()
-        .is_some_and(|r| gemm(r.1, (m, k, n), (a, b, c)))
+fn sgemm(p: &Product, a: &[f32], b: &[f32], c: &mut [f32]) -> bool {
+    ROUTINES.get().is_some_and(|r| gemm(r.1, p, a, b, c))
 }
 
 /// Uses the scipy-openblas library at `path` (NumPy's own, already loaded by NumPy) for

@@ -41,18 +41,37 @@ use crate::value::{Array, Dtype, Shape, Value, alloc, size_of};
 
 // -- matmul ---------------------------------------------------------------------------
 
-/// A matrix product an embedding can supply (the BLAS NumPy links, say): `c = a @ b` for
-/// row-major contiguous `a` (m×k), `b` (k×n) and `c` (m×n), with `m`, `k` and `n` as
-/// given. Returns whether it ran; if not, matrixmultiply's runs instead.
+/// The sizes and layouts of one matrix product `c = op(a) @ op(b)`: `op(a)` is m×k and
+/// `op(b)` k×n, each stored row-major and contiguous, and transposed when its flag is
+/// set (`a` stored k×m, `b` stored n×k); `c` is m×n.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Product {
+    /// Rows of `op(a)` and of `c`.
+    pub m: usize,
+    /// Columns of `op(a)`, rows of `op(b)`.
+    pub k: usize,
+    /// Columns of `op(b)` and of `c`.
+    pub n: usize,
+    /// Whether `a` is stored transposed.
+    pub ta: bool,
+    /// Whether `b` is stored transposed.
+    pub tb: bool,
+}
+
+/// A matrix product an embedding can supply (the BLAS NumPy links, say): `c = op(a) @
+/// op(b)` as [`Product`] describes. Returns whether it ran; if not, matrixmultiply's
+/// runs instead.
 ///
 /// ```
-/// use tracker_core::Gemm;
+/// use tracker_core::{Gemm, Product};
 ///
 /// /// The textbook triple loop, for small products.
-/// fn naive(m: usize, k: usize, n: usize, a: &[f64], b: &[f64], c: &mut [f64]) -> bool {
-///     for i in 0..m {
-///         for j in 0..n {
-///             c[i * n + j] = (0..k).map(|l| a[i * k + l] * b[l * n + j]).sum();
+/// fn naive(p: &Product, a: &[f64], b: &[f64], c: &mut [f64]) -> bool {
+///     let at = |i: usize, l: usize| if p.ta { a[l * p.m + i] } else { a[i * p.k + l] };
+///     let bt = |l: usize, j: usize| if p.tb { b[j * p.k + l] } else { b[l * p.n + j] };
+///     for i in 0..p.m {
+///         for j in 0..p.n {
+///             c[i * p.n + j] = (0..p.k).map(|l| at(i, l) * bt(l, j)).sum();
 ///         }
 ///     }
 ///     true
@@ -60,10 +79,11 @@ use crate::value::{Array, Dtype, Shape, Value, alloc, size_of};
 ///
 /// let gemm: Gemm<f64> = naive;
 /// let mut c = [0.0; 1];
-/// assert!(gemm(1, 2, 1, &[1.0, 2.0], &[3.0, 4.0], &mut c));
+/// let p = Product { m: 1, k: 2, n: 1, ta: false, tb: true };
+/// assert!(gemm(&p, &[1.0, 2.0], &[3.0, 4.0], &mut c));
 /// assert_eq!(c, [11.0]);
 /// ```
-pub type Gemm<T> = fn(m: usize, k: usize, n: usize, a: &[T], b: &[T], c: &mut [T]) -> bool;
+pub type Gemm<T> = fn(product: &Product, a: &[T], b: &[T], c: &mut [T]) -> bool;
 
 static GEMM: OnceLock<(Gemm<f64>, Gemm<f32>)> = OnceLock::new();
 
@@ -78,7 +98,7 @@ static GEMM: OnceLock<(Gemm<f64>, Gemm<f32>)> = OnceLock::new();
 /// static CALLS: AtomicUsize = AtomicUsize::new(0);
 ///
 /// /// Counts the products, leaving each to matrixmultiply (returns false).
-/// fn counting<T>(_m: usize, _k: usize, _n: usize, _a: &[T], _b: &[T], _c: &mut [T]) -> bool {
+/// fn counting<T>(_p: &tracker_core::Product, _a: &[T], _b: &[T], _c: &mut [T]) -> bool {
 ///     CALLS.fetch_add(1, Ordering::SeqCst);
 ///     false
 /// }
@@ -181,12 +201,23 @@ fn batch_pairs(a: &[usize], b: &[usize], batch: &[usize]) -> Vec<(usize, usize)>
         .collect()
 }
 
+/// `shape` with its last two axes swapped when `transposed`.
+fn swapped(shape: &[usize], transposed: bool) -> Shape {
+    let mut out: Shape = shape.into();
+    let n = out.len();
+    if transposed && n >= 2 {
+        out.swap(n - 1, n - 2);
+    }
+    out
+}
+
 fn matmul_typed<T: Float + ndarray::LinalgScalar>(
     a: &Array<T>,
     b: &Array<T>,
+    (ta, tb): (bool, bool),
     gemm: Option<Gemm<T>>,
 ) -> Result<Array<T>> {
-    let p = matmul_plan(a.shape(), b.shape())?;
+    let p = matmul_plan(&swapped(a.shape(), ta), &swapped(b.shape(), tb))?;
     let (m, k, n) = (p.m, p.k, p.n);
     let count = size_of(&p.batch, "matmul")?;
     let mut out = alloc(size_of(&p.out, "matmul")?, <T as Float>::zero(), "matmul")?;
@@ -213,10 +244,20 @@ fn matmul_typed<T: Float + ndarray::LinalgScalar>(
             .as_slice()
             .get(ib * k * n..(ib + 1) * k * n)
             .ok_or_else(bad)?;
-        if rank_one(a, b, c, (m, k, n)) || gemm.is_some_and(|g| k > 0 && g(m, k, n, a, b, c)) {
+        let product = Product { m, k, n, ta, tb };
+        if rank_one(&product, a, b, c) || gemm.is_some_and(|g| k > 0 && g(&product, a, b, c)) {
             continue;
         }
-        let (av, bv) = (view(a, [m, k])?, view(b, [k, n])?);
+        let av = if ta {
+            view(a, [k, m])?.reversed_axes()
+        } else {
+            view(a, [m, k])?
+        };
+        let bv = if tb {
+            view(b, [n, k])?.reversed_axes()
+        } else {
+            view(b, [k, n])?
+        };
         let mut cv = ArrayViewMut2::from_shape([m, n], c)
             .map_err(|e| shape_error("matmul", e.to_string()))?;
         // Shapes are checked above, so the product cannot panic.
@@ -231,46 +272,86 @@ fn uniform<T: Float>(s: &[T]) -> Option<T> {
     s.iter().all(|&v| v == first).then_some(first)
 }
 
-/// `c = a @ b` when `a` or `b` has a single value throughout (the broadcast seed of a
-/// `sum`, on its way back through a product): the product is then rank one, each entry
-/// the sum of a row of `a` or a column of `b` times that value, in O(mk + kn + mn)
-/// instead of O(mkn). Returns whether it applied.
-fn rank_one<T: Float>(a: &[T], b: &[T], c: &mut [T], (m, k, n): (usize, usize, usize)) -> bool {
+/// `c = op(a) @ op(b)` when `a` or `b` has a single value throughout (the broadcast seed
+/// of a `sum`, on its way back through a product): the product is then rank one, each
+/// entry the sum of a row of `op(a)` or a column of `op(b)` times that value, in O(mk +
+/// kn + mn) instead of O(mkn). Returns whether it applied.
+fn rank_one<T: Float>(p: &Product, a: &[T], b: &[T], c: &mut [T]) -> bool {
+    let &Product { m, k, n, ta, tb } = p;
     if m.saturating_mul(k).saturating_mul(n) < 1 << 15 || m == 0 || n == 0 {
         return false;
     }
-    if let Some(v) = uniform(b) {
-        for (row, out) in a.chunks_exact(k).zip(c.chunks_exact_mut(n)) {
-            let total = row.iter().fold(T::zero(), |acc, &x| acc + x * v);
-            out.fill(total);
-        }
-        return true;
-    }
-    let Some(v) = uniform(a) else {
+    let (sums, across_rows) = if let Some(v) = uniform(b) {
+        // Entry (i, j) is the sum of row i of op(a), times v.
+        (
+            if ta {
+                line_sums(a, m, v)
+            } else {
+                row_sums(a, k, v)
+            },
+            true,
+        )
+    } else if let Some(v) = uniform(a) {
+        // Entry (i, j) is the sum of column j of op(b), times v.
+        (
+            if tb {
+                row_sums(b, k, v)
+            } else {
+                line_sums(b, n, v)
+            },
+            false,
+        )
+    } else {
         return false;
     };
-    let Some((first, rest)) = c.split_at_mut_checked(n) else {
-        return false;
-    };
-    first.fill(T::zero());
-    for row in b.chunks_exact(n) {
-        for (o, &x) in first.iter_mut().zip(row) {
-            *o = *o + v * x;
+    for (i, row) in c.chunks_exact_mut(n).enumerate() {
+        if across_rows {
+            row.fill(sums.get(i).copied().unwrap_or(T::zero()));
+        } else {
+            row.copy_from_slice(sums.get(..n).unwrap_or(&[]));
         }
-    }
-    for out in rest.chunks_exact_mut(n) {
-        out.copy_from_slice(first);
     }
     true
+}
+
+/// Each row of the row-major `s` (rows of `width`) summed, its entries times `v` first.
+fn row_sums<T: Float>(s: &[T], width: usize, v: T) -> Vec<T> {
+    s.chunks_exact(width)
+        .map(|row| row.iter().fold(T::zero(), |acc, &x| acc + x * v))
+        .collect()
+}
+
+/// Each column of the row-major `s` (rows of `width`) summed, its entries times `v` first.
+fn line_sums<T: Float>(s: &[T], width: usize, v: T) -> Vec<T> {
+    let mut sums = vec![T::zero(); width];
+    for row in s.chunks_exact(width) {
+        for (o, &x) in sums.iter_mut().zip(row) {
+            *o = *o + x * v;
+        }
+    }
+    sums
 }
 
 /// `a @ b` with NumPy's `matmul` semantics: 1-D operands promoted (and the axis removed
 /// again), batch dimensions broadcast.
 pub fn matmul(a: &Value, b: &Value) -> Result<Value> {
+    matmul_t(a, b, false, false)
+}
+
+/// `op(a) @ op(b)`, `op` transposing the last two axes of an operand whose flag is set,
+/// without copying it: the products matmul's pullbacks need.
+pub fn matmul_t(a: &Value, b: &Value, ta: bool, tb: bool) -> Result<Value> {
+    if (ta && a.shape().len() < 2) || (tb && b.shape().len() < 2) {
+        return Err(shape_error(
+            "matmul",
+            "a transposed operand needs 2 or more dimensions",
+        ));
+    }
     let gemm = GEMM.get().copied();
+    let t = (ta, tb);
     match (a, b) {
-        (Value::F32(a), Value::F32(b)) => Ok(Value::F32(matmul_typed(a, b, gemm.map(|g| g.1))?)),
-        (Value::F64(a), Value::F64(b)) => Ok(Value::F64(matmul_typed(a, b, gemm.map(|g| g.0))?)),
+        (Value::F32(a), Value::F32(b)) => Ok(Value::F32(matmul_typed(a, b, t, gemm.map(|g| g.1))?)),
+        (Value::F64(a), Value::F64(b)) => Ok(Value::F64(matmul_typed(a, b, t, gemm.map(|g| g.0))?)),
         _ => Err(crate::op::mixed_dtypes("matmul")),
     }
 }
@@ -293,20 +374,41 @@ pub fn matmul_pullback<B: Backend>(
     each_input(b, &[(x, need_x), (w, need_w)], |b, k| {
         let g = if k == 0 {
             let w2 = b.reshape(w, &p.b2)?;
-            let wt = swap_last(b, &w2)?;
-            let g = mm(b, &dy2, &wt)?;
+            let g = mm_t(b, &dy2, &w2, false, true)?;
             b.sum_to(&g, &p.a2)?
         } else {
             let x2 = b.reshape(x, &p.a2)?;
-            let xt = swap_last(b, &x2)?;
-            let g = mm(b, &xt, &dy2)?;
+            let g = mm_t(b, &x2, &dy2, true, false)?;
             b.sum_to(&g, &p.b2)?
         };
         b.reshape(&g, if k == 0 { &xs } else { &ws })
     })
 }
 
+/// `c = op(a) @ op(b)` (see [`matmul_t`]). Pullback, by the same products:
+/// `da = dc @ op(b)ᵀ` (transposed back when `a` is), `db = op(a)ᵀ @ dc` (likewise),
+/// each summed back over the batch dimensions it was broadcast along.
+pub fn matmul_t_pullback<B: Backend>(
+    b: &mut B,
+    (x, need_x): (&B::A, bool),
+    (w, need_w): (&B::A, bool),
+    dy: &B::A,
+    ta: bool,
+    tb: bool,
+) -> Result<Contributions<B::A>> {
+    each_input(b, &[(x, need_x), (w, need_w)], |b, k| match (k, ta, tb) {
+        (0, false, _) => mm_t(b, dy, w, false, !tb),
+        (0, true, _) => mm_t(b, w, dy, tb, true),
+        (_, _, false) => mm_t(b, x, dy, !ta, false),
+        (_, _, true) => mm_t(b, dy, x, true, ta),
+    })
+}
+
 // -- backend helpers ----------------------------------------------------------------------
+
+fn mm_t<B: Backend>(b: &mut B, x: &B::A, y: &B::A, ta: bool, tb: bool) -> Result<B::A> {
+    b.apply(Op::MatmulT { ta, tb }, &[x, y])
+}
 
 fn mm<B: Backend>(b: &mut B, x: &B::A, y: &B::A) -> Result<B::A> {
     b.apply(Op::Matmul, &[x, y])
