@@ -1,14 +1,14 @@
 //! A Hessian-vector product without the Hessian: `cargo run -p tracker-core --example
 //! hessian_vector`.
 //!
-//! The gradient is recorded in a nested scope (so it is itself a tracked value), then
-//! differentiated once more with the vector as the seed: `H v = ∇(∇f · v)`, at the cost
-//! of about two gradients, where the full Hessian (`hessian`) takes one sweep per row.
-//! The result is checked against `hessian(f, x) @ v`.
+//! `hvp` records the gradient in a nested scope (so it is itself a tracked value), then
+//! differentiates it once more with the vector as the seed: `H v = ∇(∇f · v)`, at the
+//! cost of about two gradients, where the full Hessian (`hessian`) takes one sweep per
+//! row. The result is checked against `hessian(f, x) @ v` and the hand-derived value.
 
 use tracker_core::ops::binary::Binary;
 use tracker_core::ops::index::IndexItem;
-use tracker_core::{Arg, Error, Op, Output, Result, Tracked, Value, apply, enter_scope, hessian};
+use tracker_core::{Arg, Error, Op, Output, Result, Tracked, Value, apply, hessian, hvp};
 
 /// `op(a, b)` for a constant `a` and a tracked `b`.
 fn with_constant(op: Binary, a: f64, b: &Tracked) -> Result<Tracked> {
@@ -31,40 +31,11 @@ fn rosenbrock(x: &Tracked) -> Result<Tracked> {
         .add(&valley)
 }
 
-/// `H v` for the Hessian `H` of `f` at `x`.
-fn hessian_vector(f: fn(&Tracked) -> Result<Tracked>, x: &Value, v: &Value) -> Result<Value> {
-    let outer = enter_scope(false);
-    let product = (|| {
-        let input = outer.input(Arg::Value(x.clone()))?;
-        // The gradient, recorded on the outer tape (nest = true) so it can be
-        // differentiated again.
-        let inner = enter_scope(true);
-        let grad = (|| {
-            let nested = inner.input(Arg::Tracked(input.clone()))?;
-            let y = f(&nested)?;
-            inner.gradient(&Output::Tracked(y), &[nested], None, false)
-        })();
-        let grad = inner.exit(grad?)?.into_iter().next().ok_or(Error::Usage {
-            message: "no gradient".into(),
-        })?;
-        // Seeding the sweep from the gradient with v gives vᵀ H = (H v)ᵀ.
-        let hv = outer.gradient(&grad, &[input], Some(Arg::Value(v.clone())), false)?;
-        hv.into_iter()
-            .next()
-            .map(|g| g.value())
-            .ok_or(Error::Usage {
-                message: "no product".into(),
-            })
-    })();
-    outer.exit(Vec::new())?;
-    product
-}
-
 fn main() -> Result<()> {
     let x = Value::from_vec(&[2], vec![-1.0, 2.0])?;
     let v = Value::from_vec(&[2], vec![0.5, 1.0])?;
 
-    let hv = hessian_vector(rosenbrock, &x, &v)?;
+    let hv = hvp(rosenbrock, &x, &v)?;
     println!("H v           = {:?}", hv.to_f64_vec());
 
     // The same product through the full Hessian.

@@ -118,7 +118,7 @@ pub mod ops;
 mod sweep;
 pub mod tape;
 
-pub use api::{Live, gradient, hessian};
+pub use api::{Live, gradient, hessian, hvp};
 pub use error::{Error, Payload, Result};
 pub use op::{Extern, Op};
 pub use ops::linalg::{Gemm, Product, set_gemm};

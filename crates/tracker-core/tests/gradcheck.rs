@@ -384,7 +384,10 @@ fn linalg_cases(cases: &mut Vec<Case>) {
                 let x2 = times(x, x)?;
                 let y = op(Op::MatmulT { ta, tb }, &[me(x), Arg::Tracked(x2.clone())])?;
                 let z = op(Op::MatmulT { ta, tb }, &[constant(&[3, 3], 5), me(x)])?;
-                let w = op(Op::MatmulT { ta, tb }, &[Arg::Tracked(x2), constant(&[2, 3, 3], 9)])?;
+                let w = op(
+                    Op::MatmulT { ta, tb },
+                    &[Arg::Tracked(x2), constant(&[2, 3, 3], 9)],
+                )?;
                 plus(&plus(&y, Arg::Tracked(z))?, Arg::Tracked(w))
             }),
         ));
