@@ -30,6 +30,7 @@ pub mod op;
 pub mod ops;
 mod sweep;
 pub mod tape;
+pub mod vmath;
 
 pub use api::{Live, gradient, hessian};
 pub use error::{Error, Payload, Result};
