@@ -186,7 +186,9 @@ impl Tracked {
     /// # fn main() -> tracker_core::Result<()> {
     /// let x = Tracked::param(Value::from_vec(&[2], vec![0.0, 1.0])?);
     /// backward(&x.exp()?.sum()?, None, true)?;
-    /// assert_eq!(x.grad()?.to_f64_vec(), vec![1.0, 1f64.exp()]);
+    /// let g = x.grad()?.to_f64_vec();
+    /// assert_eq!(g[0], 1.0);
+    /// assert!((g[1] - 1f64.exp()).abs() <= f64::EPSILON * 4.0); // within an ulp
     /// # Ok(())
     /// # }
     /// ```

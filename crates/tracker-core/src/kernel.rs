@@ -1,19 +1,37 @@
-//! The loops every elementwise op shares: one pass over `N` broadcast inputs.
+//! The loops every elementwise op shares: one pass over `N` broadcast inputs, a chunk
+//! of [`LANES`] elements at a time.
+
+use std::ops::{Add, Div, Mul, Neg, Sub};
 
 use crate::broadcast::BroadcastOffsets;
 use crate::error::{Error, Result};
-use crate::num::Float;
+use crate::num::{Float, Num};
+use crate::ops::binary::Binary;
+use crate::ops::unary::Unary;
 use crate::value::{Array, size_of};
+use crate::vmath;
 
 /// `f` applied elementwise to `inputs` broadcast to `out_shape`, in one pass.
-///
-/// Inputs that already have `out_shape` (or a single element) are read directly; the
-/// others are walked through broadcast offsets.
 pub fn zip<T: Float, const N: usize>(
     op: &'static str,
     inputs: [&Array<T>; N],
     out_shape: &[usize],
     f: impl Fn([T; N]) -> T,
+) -> Result<Array<T>> {
+    zip_lanes(op, inputs, out_shape, |args| Lanes::each(args, &f))
+}
+
+/// `f` applied to chunks of `inputs` broadcast to `out_shape`, in one pass: what rules
+/// over [`Num`] run on, so that each of their operations is one short loop.
+///
+/// Inputs that already have `out_shape` (or a single element) are read directly; the
+/// others are walked through broadcast offsets. The lanes past the end of the last
+/// chunk hold ones, and their results are dropped.
+pub fn zip_lanes<T: Float, const N: usize>(
+    op: &'static str,
+    inputs: [&Array<T>; N],
+    out_shape: &[usize],
+    f: impl Fn([Lanes<T>; N]) -> Lanes<T>,
 ) -> Result<Array<T>> {
     let len = size_of(out_shape, op)?;
     let mut out = Vec::new();
@@ -22,39 +40,166 @@ pub fn zip<T: Float, const N: usize>(
         bytes: len.saturating_mul(std::mem::size_of::<T>()),
     })?;
     let slices = inputs.map(|a| a.as_slice());
-    let direct = slices.iter().all(|s| s.len() == len || s.len() == 1);
-    if direct {
+    if slices.iter().all(|s| s.len() == len || s.len() == 1) {
         // Each input is either full size or a single value: no offsets needed.
-        let full = slices.map(|s| s.len() == len && len != 1);
-        let firsts = slices.map(|s| s.first().copied().unwrap_or_default());
-        if full.iter().all(|&f| f) {
-            for i in 0..len {
-                out.push(f(slices.map(|s| s.get(i).copied().unwrap_or_default())));
+        for start in (0..len).step_by(LANES) {
+            let mut args = [Lanes([T::one(); LANES]); N];
+            for (arg, s) in args.iter_mut().zip(slices) {
+                arg.load(s, start);
             }
-        } else {
-            for i in 0..len {
-                let mut args = firsts;
-                for ((arg, s), &is_full) in args.iter_mut().zip(slices.iter()).zip(full.iter()) {
-                    if is_full {
-                        *arg = s.get(i).copied().unwrap_or_default();
-                    }
-                }
-                out.push(f(args));
-            }
+            out.extend_from_slice(f(args).head(len - start));
         }
     } else {
         let mut walks = inputs.map(|a| BroadcastOffsets::new(a.shape(), out_shape));
-        for _ in 0..len {
-            let mut args = [T::zero(); N];
+        for start in (0..len).step_by(LANES) {
+            let mut args = [Lanes([T::one(); LANES]); N];
             for ((arg, walk), s) in args.iter_mut().zip(walks.iter_mut()).zip(slices.iter()) {
-                *arg = walk
-                    .next()
-                    .and_then(|k| s.get(k))
-                    .copied()
-                    .unwrap_or_default();
+                for lane in arg.0.iter_mut().take(len - start) {
+                    *lane = walk
+                        .next()
+                        .and_then(|k| s.get(k))
+                        .copied()
+                        .unwrap_or_default();
+                }
             }
-            out.push(f(args));
+            out.extend_from_slice(f(args).head(len - start));
         }
     }
     Array::from_vec(out_shape, out)
+}
+
+/// How many elements the loops take together.
+pub const LANES: usize = 32;
+
+/// [`LANES`] elements, evaluated together: a value rules over [`Num`] run on, each
+/// operation a loop LLVM vectorises; unary functions go to [`vmath`] a chunk at a time.
+#[derive(Debug, Clone, Copy)]
+pub struct Lanes<T>(pub [T; LANES]);
+
+impl<T: Float> Lanes<T> {
+    /// Loads the elements of `s` from `start` (leaving the lanes past its end), or its
+    /// only element into every lane.
+    #[inline(always)]
+    fn load(&mut self, s: &[T], start: usize) {
+        let whole = s.get(start..start.saturating_add(LANES));
+        match (s, whole.and_then(|w| <&[T; LANES]>::try_from(w).ok())) {
+            (_, Some(whole)) => self.0 = *whole,
+            ([v], _) => self.0 = [*v; LANES],
+            _ => {
+                let rest = s.get(start..).unwrap_or_default();
+                self.0.iter_mut().zip(rest).for_each(|(l, &v)| *l = v);
+            }
+        }
+    }
+
+    /// The first `n` lanes (all of them when `n >= LANES`).
+    #[inline(always)]
+    fn head(&self, n: usize) -> &[T] {
+        if n >= LANES {
+            &self.0
+        } else {
+            self.0.get(..n).unwrap_or(&self.0)
+        }
+    }
+
+    /// `f` on the lanes of `args`, lane by lane.
+    #[inline(always)]
+    fn each<const N: usize>(args: [Self; N], f: impl Fn([T; N]) -> T) -> Self {
+        let mut out = [T::zero(); LANES];
+        for (i, o) in out.iter_mut().enumerate() {
+            let mut lane = [T::zero(); N];
+            for (l, a) in lane.iter_mut().zip(&args) {
+                *l = a.0.get(i).copied().unwrap_or_default();
+            }
+            *o = f(lane);
+        }
+        Lanes(out)
+    }
+
+    #[inline(always)]
+    fn map(mut self, f: impl Fn(T) -> T) -> Self {
+        self.0.iter_mut().for_each(|v| *v = f(*v));
+        self
+    }
+
+    #[inline(always)]
+    fn zip_with(mut self, other: Self, f: impl Fn(T, T) -> T) -> Self {
+        self.0
+            .iter_mut()
+            .zip(other.0)
+            .for_each(|(v, w)| *v = f(*v, w));
+        self
+    }
+}
+
+macro_rules! lanewise {
+    ($($trait:ident $method:ident),*) => {$(
+        impl<T: Float> $trait for Lanes<T> {
+            type Output = Self;
+            #[inline(always)]
+            fn $method(self, other: Self) -> Self {
+                self.zip_with(other, T::$method)
+            }
+        }
+    )*};
+}
+
+lanewise!(Add add, Sub sub, Mul mul, Div div);
+
+impl<T: Float> Neg for Lanes<T> {
+    type Output = Self;
+    #[inline(always)]
+    fn neg(self) -> Self {
+        self.map(T::neg)
+    }
+}
+
+impl<T: Float> Num for Lanes<T> {
+    #[inline(always)]
+    fn lit(self, value: f64) -> Self {
+        Lanes([T::from_f64(value); LANES])
+    }
+    #[inline(always)]
+    fn unary(self, op: Unary) -> Self {
+        match op.vectorised() {
+            Some(func) => {
+                let mut out = self;
+                vmath::apply(func, &self.0, &mut out.0, |v| op.eval(v));
+                out
+            }
+            None => self.map(|v| op.eval(v)),
+        }
+    }
+    #[inline(always)]
+    fn binary(self, op: Binary, other: Self) -> Self {
+        self.zip_with(other, |a, b| op.eval(a, b))
+    }
+    #[inline(always)]
+    fn sign(self) -> Self {
+        self.map(Num::sign)
+    }
+    #[inline(always)]
+    fn share(self, other: Self) -> Self {
+        self.zip_with(other, Num::share)
+    }
+    #[inline(always)]
+    fn prefer(self, other: Self) -> Self {
+        self.zip_with(other, Num::prefer)
+    }
+    #[inline(always)]
+    fn is_zero(self) -> Self {
+        self.map(Num::is_zero)
+    }
+    #[inline(always)]
+    fn nonnegative(self) -> Self {
+        self.map(Num::nonnegative)
+    }
+    #[inline(always)]
+    fn zeros(self) -> Self {
+        Lanes([T::zero(); LANES])
+    }
+    #[inline(always)]
+    fn replace_where(self, condition: Self, value: f64) -> Self {
+        self.zip_with(condition, |v, c| v.replace_where(c, value))
+    }
 }

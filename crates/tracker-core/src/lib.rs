@@ -94,6 +94,7 @@
 //! - [`ops`]: the op families (unary, binary, reductions, shape, indexing, special
 //!   functions), each op's forward value and pullback in one place.
 //! - [`num`]: the scalar-like traits the elementwise rules are written against.
+//! - [`vmath`]: vectorised exp, log, sin, cos, tanh and sigmoid over `f32`/`f64` slices.
 //! - [`broadcast`]: NumPy's broadcasting rules.
 //! - [`gradcheck`]: finite differences, to check gradients against.
 //!
@@ -117,6 +118,7 @@ pub mod op;
 pub mod ops;
 mod sweep;
 pub mod tape;
+pub mod vmath;
 
 pub use api::{Live, gradient, hessian, hvp};
 pub use error::{Error, Payload, Result};

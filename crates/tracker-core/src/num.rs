@@ -802,7 +802,15 @@ macro_rules! impl_float {
             }
             #[inline]
             fn powf(self, exponent: Self) -> Self {
-                <$t>::powf(self, exponent)
+                // The exponents a square and its rule use, exactly: x·x is pow(x, 2)
+                // correctly rounded, as NumPy's `square`.
+                if exponent == 2.0 {
+                    self * self
+                } else if exponent == 1.0 {
+                    self
+                } else {
+                    <$t>::powf(self, exponent)
+                }
             }
             #[inline]
             fn atan2(self, other: Self) -> Self {

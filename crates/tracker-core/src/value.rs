@@ -449,6 +449,41 @@ impl<T: Float> Array<T> {
         Self::from_vec(&self.shape, out)
     }
 
+    /// A new array of the same shape, written by `f(input, output)` on successive
+    /// blocks of the elements (each output block is zeroed first, in cache).
+    ///
+    /// ```
+    /// use tracker_core::Array;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let a = Array::from_vec(&[3], vec![1.0f64, 2.0, 3.0])?;
+    /// let doubled = a.map_slices(|x, y| {
+    ///     for (o, &v) in y.iter_mut().zip(x) {
+    ///         *o = 2.0 * v;
+    ///     }
+    /// })?;
+    /// assert_eq!(doubled.as_slice(), &[2.0, 4.0, 6.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn map_slices(&self, f: impl Fn(&[T], &mut [T])) -> Result<Self> {
+        const BLOCK: usize = 2048;
+        let mut out = Vec::new();
+        out.try_reserve_exact(self.len())
+            .map_err(|_| Error::Memory {
+                op: "map",
+                bytes: self.len().saturating_mul(std::mem::size_of::<T>()),
+            })?;
+        for block in self.as_slice().chunks(BLOCK) {
+            let start = out.len();
+            out.resize(start + block.len(), T::zero());
+            if let Some(dst) = out.get_mut(start..) {
+                f(block, dst);
+            }
+        }
+        Self::from_vec(&self.shape, out)
+    }
+
     /// The elements converted to another float type, in a new buffer.
     ///
     /// ```

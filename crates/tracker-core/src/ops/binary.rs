@@ -16,7 +16,7 @@ use std::f64::consts::LN_2;
 
 use crate::broadcast::broadcast_shapes;
 use crate::error::Result;
-use crate::kernel::zip;
+use crate::kernel::{zip, zip_lanes};
 use crate::num::{Float, Num, Real};
 use crate::op::{Backend, Contributions, each_input};
 use crate::value::{Array, Value};
@@ -127,6 +127,7 @@ macro_rules! binary_ops {
                 let shape = broadcast_shapes(self.name(), a.shape(), b.shape())?;
                 match self {
                     $(Binary::$variant => {
+                        #[inline(always)]
                         fn f<T: Real>($a: T, $b: T) -> T { $forward }
                         zip(self.name(), [a, b], &shape, |[a, b]| f(a, b))
                     })*
@@ -162,13 +163,15 @@ macro_rules! binary_ops {
                     $(
                         (Binary::$variant, 0) => {
                             #[allow(unused_variables)]
+                            #[inline(always)]
                             fn r<S: Num>($ra: S, $rb: S, $ry: S, $rdy: S) -> S { $rule_a }
-                            zip(self.name(), [a, b, y, dy], shape, |[a, b, y, dy]| r(a, b, y, dy))
+                            zip_lanes(self.name(), [a, b, y, dy], shape, |[a, b, y, dy]| r(a, b, y, dy))
                         }
                         (Binary::$variant, _) => {
                             #[allow(unused_variables)]
+                            #[inline(always)]
                             fn r<S: Num>($ra: S, $rb: S, $ry: S, $rdy: S) -> S { $rule_b }
-                            zip(self.name(), [a, b, y, dy], shape, |[a, b, y, dy]| r(a, b, y, dy))
+                            zip_lanes(self.name(), [a, b, y, dy], shape, |[a, b, y, dy]| r(a, b, y, dy))
                         }
                     )*
                 }
