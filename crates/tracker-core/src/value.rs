@@ -450,7 +450,8 @@ impl<T: Float> Array<T> {
     }
 
     /// A new array of the same shape, written by `f(input, output)` on successive
-    /// blocks of the elements (each output block is zeroed first, in cache).
+    /// blocks of the elements (through a buffer on the stack, so the output is written
+    /// once, as `map` writes it).
     ///
     /// ```
     /// use tracker_core::Array;
@@ -467,18 +468,18 @@ impl<T: Float> Array<T> {
     /// # }
     /// ```
     pub fn map_slices(&self, f: impl Fn(&[T], &mut [T])) -> Result<Self> {
-        const BLOCK: usize = 2048;
+        const BLOCK: usize = 256;
         let mut out = Vec::new();
         out.try_reserve_exact(self.len())
             .map_err(|_| Error::Memory {
                 op: "map",
                 bytes: self.len().saturating_mul(std::mem::size_of::<T>()),
             })?;
+        let mut buffer = [T::zero(); BLOCK];
         for block in self.as_slice().chunks(BLOCK) {
-            let start = out.len();
-            out.resize(start + block.len(), T::zero());
-            if let Some(dst) = out.get_mut(start..) {
+            if let Some(dst) = buffer.get_mut(..block.len()) {
                 f(block, dst);
+                out.extend_from_slice(dst);
             }
         }
         Self::from_vec(&self.shape, out)
