@@ -31,6 +31,7 @@ macro_rules! binary_ops {
             }
 
             /// `y = f(a, b)` on elements.
+            #[inline]
             pub fn eval<T: Real>(self, a: T, b: T) -> T {
                 match self { $(Binary::$variant => { let ($a, $b) = (a, b); $forward })* }
             }

@@ -28,6 +28,7 @@ macro_rules! unary_ops {
             }
 
             /// `y = f(x)` on one element.
+            #[inline]
             pub fn eval<T: Real>(self, x: T) -> T {
                 match self { $(Unary::$variant => { let $x = x; $forward })* }
             }
