@@ -43,11 +43,11 @@ pub fn zip_lanes<T: Float, const N: usize>(
     if slices.iter().all(|s| s.len() == len || s.len() == 1) {
         // Each input is either full size or a single value: no offsets needed.
         for start in (0..len).step_by(LANES) {
-            let mut args = [Lanes([T::one(); LANES]); N];
+            let mut args = [Lanes([T::zero(); LANES]); N];
             for (arg, s) in args.iter_mut().zip(slices) {
-                arg.load(s, start);
+                *arg = Lanes::load(s, start);
             }
-            out.extend_from_slice(f(args).head(len - start));
+            f(args).store(&mut out, len - start);
         }
     } else {
         let mut walks = inputs.map(|a| BroadcastOffsets::new(a.shape(), out_shape));
@@ -62,14 +62,14 @@ pub fn zip_lanes<T: Float, const N: usize>(
                         .unwrap_or_default();
                 }
             }
-            out.extend_from_slice(f(args).head(len - start));
+            f(args).store(&mut out, len - start);
         }
     }
     Array::from_vec(out_shape, out)
 }
 
 /// How many elements the loops take together.
-pub const LANES: usize = 32;
+pub const LANES: usize = 16;
 
 /// [`LANES`] elements, evaluated together: a value rules over [`Num`] run on, each
 /// operation a loop LLVM vectorises; unary functions go to [`vmath`] a chunk at a time.
@@ -77,28 +77,30 @@ pub const LANES: usize = 32;
 pub struct Lanes<T>(pub [T; LANES]);
 
 impl<T: Float> Lanes<T> {
-    /// Loads the elements of `s` from `start` (leaving the lanes past its end), or its
-    /// only element into every lane.
+    /// The elements of `s` from `start` (ones past its end), or its only element in
+    /// every lane.
     #[inline(always)]
-    fn load(&mut self, s: &[T], start: usize) {
+    fn load(s: &[T], start: usize) -> Self {
         let whole = s.get(start..start.saturating_add(LANES));
         match (s, whole.and_then(|w| <&[T; LANES]>::try_from(w).ok())) {
-            (_, Some(whole)) => self.0 = *whole,
-            ([v], _) => self.0 = [*v; LANES],
+            (_, Some(whole)) => Lanes(*whole),
+            ([v], _) => Lanes([*v; LANES]),
             _ => {
+                let mut lanes = [T::one(); LANES];
                 let rest = s.get(start..).unwrap_or_default();
-                self.0.iter_mut().zip(rest).for_each(|(l, &v)| *l = v);
+                lanes.iter_mut().zip(rest).for_each(|(l, &v)| *l = v);
+                Lanes(lanes)
             }
         }
     }
 
-    /// The first `n` lanes (all of them when `n >= LANES`).
+    /// Appends the first `n` lanes (all of them when `n >= LANES`) to `out`.
     #[inline(always)]
-    fn head(&self, n: usize) -> &[T] {
+    fn store(self, out: &mut Vec<T>, n: usize) {
         if n >= LANES {
-            &self.0
+            out.extend(self.0);
         } else {
-            self.0.get(..n).unwrap_or(&self.0)
+            out.extend_from_slice(self.0.get(..n).unwrap_or_default());
         }
     }
 

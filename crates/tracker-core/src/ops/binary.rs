@@ -85,6 +85,7 @@ macro_rules! binary_ops {
             /// assert_eq!(Binary::Hypot.eval(3.0f64, 4.0), 5.0);
             /// assert_eq!(Binary::Remainder.eval(-1.0f64, 3.0), 2.0); // Python's %
             /// ```
+            #[inline]
             pub fn eval<T: Real>(self, a: T, b: T) -> T {
                 match self { $(Binary::$variant => { let ($a, $b) = (a, b); $forward })* }
             }

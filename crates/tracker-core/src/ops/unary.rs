@@ -80,6 +80,7 @@ macro_rules! unary_ops {
             /// assert_eq!(Unary::Sigmoid.eval(0.0f64), 0.5);
             /// assert_eq!(Unary::Rint.eval(2.5f32), 2.0); // half to even
             /// ```
+            #[inline]
             pub fn eval<T: Real>(self, x: T) -> T {
                 match self { $(Unary::$variant => { let $x = x; $forward })* }
             }
