@@ -200,13 +200,15 @@ impl Arena {
         });
         if let Op::Param(p) = &node.op {
             let mut leaf = p.leaf.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((t, e, _, id)) = leaf.as_mut() {
-                if *t == tape && *e == self.epoch && *id == old {
-                    if new == GONE {
-                        *leaf = None;
-                    } else {
-                        *id = new;
-                    }
+            if let Some((t, e, _, id)) = leaf.as_mut()
+                && *t == tape
+                && *e == self.epoch
+                && *id == old
+            {
+                if new == GONE {
+                    *leaf = None;
+                } else {
+                    *id = new;
                 }
             }
         }
@@ -760,10 +762,10 @@ impl Tracked {
                     value: r.value.clone(),
                     counted: false,
                 });
-                if arena.epoch == r.epoch {
-                    if let Some(node) = arena.nodes.get_mut(r.id()) {
-                        node.refs.push(Arc::downgrade(&copy));
-                    }
+                if arena.epoch == r.epoch
+                    && let Some(node) = arena.nodes.get_mut(r.id())
+                {
+                    node.refs.push(Arc::downgrade(&copy));
                 }
                 Tracked {
                     link: Link::Node(copy),
@@ -1272,12 +1274,12 @@ pub(crate) fn anomaly() -> bool {
 pub fn reset_thread_tape() {
     STATE.with(|s| {
         let mut s = s.borrow_mut();
-        if s.frames.len() == 1 {
-            if let Some(frame) = s.frames.first_mut() {
-                frame.tape = Tape::new();
-                frame.watched.clear();
-                frame.outer.clear();
-            }
+        if s.frames.len() == 1
+            && let Some(frame) = s.frames.first_mut()
+        {
+            frame.tape = Tape::new();
+            frame.watched.clear();
+            frame.outer.clear();
         }
     });
 }
@@ -1872,14 +1874,13 @@ impl Scope {
     /// ```
     pub fn input(&self, x: Arg) -> Result<Tracked> {
         if let Arg::Tracked(t) = &x {
-            if let Link::Node(r) = &t.link {
-                if Arc::ptr_eq(&r.tape, &self.tape) && node_of(t).is_ok() {
-                    let arena = self.tape.lock();
-                    if arena.epoch == r.epoch
-                        && arena.nodes.get(r.id()).is_some_and(|n| !n.consumed)
-                    {
-                        return Ok(t.clone());
-                    }
+            if let Link::Node(r) = &t.link
+                && Arc::ptr_eq(&r.tape, &self.tape)
+                && node_of(t).is_ok()
+            {
+                let arena = self.tape.lock();
+                if arena.epoch == r.epoch && arena.nodes.get(r.id()).is_some_and(|n| !n.consumed) {
+                    return Ok(t.clone());
                 }
             }
             if let (Link::Param(_), true) = (&t.link, is_top_level(&self.tape)) {

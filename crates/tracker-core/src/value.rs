@@ -210,10 +210,10 @@ impl<T: Float> Array<T> {
                 ),
             ));
         }
-        if shape.is_empty() {
-            if let Some(&v) = values.first() {
-                return Ok(Self::scalar(v));
-            }
+        if shape.is_empty()
+            && let Some(&v) = values.first()
+        {
+            return Ok(Self::scalar(v));
         }
         Ok(Array {
             shape: shape.into(),

@@ -469,7 +469,9 @@ impl Program {
         let mut rest = size(&self.shape(node)?);
         let mut dims = Shape::new();
         for _ in 0..rng.below(3) {
-            let divisors: Vec<usize> = (1..=rest.min(4)).filter(|d| rest % d == 0).collect();
+            let divisors: Vec<usize> = (1..=rest.min(4))
+                .filter(|d| rest.is_multiple_of(*d))
+                .collect();
             let d = divisors
                 .get(rng.below(divisors.len()))
                 .copied()
@@ -545,7 +547,7 @@ impl Program {
         let node = self.pick(rng);
         let n = size(&self.shape(node)?);
         let rows = self.shape(node)?.first().copied().unwrap_or(1);
-        let matrix = rng.coin() && rows > 0 && n % rows == 0;
+        let matrix = rng.coin() && rows > 0 && n.is_multiple_of(rows);
         let a_shape: Shape = if matrix {
             Shape::from_slice(&[rows, n / rows])
         } else {

@@ -307,18 +307,18 @@ impl Extern for PythonRule {
             return;
         };
         Python::attach(|py| {
-            if let Some(objects) = weak.bind(py).upgrade() {
-                if let Ok(objects) = objects.cast_into::<TapeObjects>() {
-                    let old = {
-                        let mut objects = objects.borrow_mut();
-                        let old = objects.callables.get_mut(*slot).and_then(Option::take);
-                        if old.is_some() {
-                            objects.free.push(*slot);
-                        }
-                        old
-                    };
-                    drop(old);
-                }
+            if let Some(objects) = weak.bind(py).upgrade()
+                && let Ok(objects) = objects.cast_into::<TapeObjects>()
+            {
+                let old = {
+                    let mut objects = objects.borrow_mut();
+                    let old = objects.callables.get_mut(*slot).and_then(Option::take);
+                    if old.is_some() {
+                        objects.free.push(*slot);
+                    }
+                    old
+                };
+                drop(old);
             }
         });
     }
@@ -358,28 +358,28 @@ pub fn record_rule(
     let out = tracker_core::apply_extern(rule.clone(), &args, value).py()?;
     // Held until the result's handle holds it.
     let mut holder = None;
-    if let tracker_core::Output::Tracked(t) = &out {
-        if let Some(tape) = t.tape() {
-            let objects = objects_for(py, tape)?;
-            let slot = {
-                let mut objects = objects.borrow_mut();
-                match objects.free.pop() {
-                    Some(slot) => {
-                        if let Some(s) = objects.callables.get_mut(slot) {
-                            *s = Some(pullback);
-                        }
-                        slot
+    if let tracker_core::Output::Tracked(t) = &out
+        && let Some(tape) = t.tape()
+    {
+        let objects = objects_for(py, tape)?;
+        let slot = {
+            let mut objects = objects.borrow_mut();
+            match objects.free.pop() {
+                Some(slot) => {
+                    if let Some(s) = objects.callables.get_mut(slot) {
+                        *s = Some(pullback);
                     }
-                    None => {
-                        objects.callables.push(Some(pullback));
-                        objects.callables.len() - 1
-                    }
+                    slot
                 }
-            };
-            let weak = PyWeakrefReference::new(&objects)?.unbind();
-            let _ = rule.place.set((weak, slot));
-            holder = Some(objects);
-        }
+                None => {
+                    objects.callables.push(Some(pullback));
+                    objects.callables.len() - 1
+                }
+            }
+        };
+        let weak = PyWeakrefReference::new(&objects)?.unbind();
+        let _ = rule.place.set((weak, slot));
+        holder = Some(objects);
     }
     let handle = output_to_py(py, out);
     drop(holder);

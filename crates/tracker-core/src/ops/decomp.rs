@@ -413,7 +413,7 @@ pub fn eigh(a: &Mat) -> Result<(Vec<f64>, Mat), Failure> {
         if steps > 40 * n.max(1) {
             return Err(Failure::NoConvergence);
         }
-        if steps % 64 == 0 {
+        if steps.is_multiple_of(64) {
             poll(n)?;
         }
         qr_step(&mut t, &mut zt, low, high);

@@ -278,10 +278,11 @@ pub(crate) fn shift(x: &Value, axis: usize, by: isize, fill: f64) -> Result<Valu
         for (k, o) in out.iter_mut().enumerate() {
             let i = (k / inner.max(1)) % n.max(1);
             let from = i as isize - by;
-            if from >= 0 && (from as usize) < n {
-                if let Some(&v) = src.get((k as isize - offset) as usize) {
-                    *o = v;
-                }
+            if from >= 0
+                && (from as usize) < n
+                && let Some(&v) = src.get((k as isize - offset) as usize)
+            {
+                *o = v;
             }
         }
         Array::from_vec(a.shape(), out)
