@@ -215,13 +215,18 @@ pub fn int_array(obj: &Bound<'_, PyAny>, op: &str) -> PyResult<(Shape, Vec<isize
     Ok((shape, values))
 }
 
+/// The parts of an index expression: the items of a tuple, or the key itself.
+fn key_parts<'py>(key: &Bound<'py, PyAny>) -> Vec<Bound<'py, PyAny>> {
+    match key.cast::<PyTuple>() {
+        Ok(t) if key.is_exact_instance_of::<PyTuple>() => t.iter().collect(),
+        _ => vec![key.clone()],
+    }
+}
+
 /// A Python index expression as core index items.
 fn index_items(key: &Bound<'_, PyAny>, shape: &[usize]) -> PyResult<Vec<IndexItem>> {
     let py = key.py();
-    let parts: Vec<Bound<'_, PyAny>> = match key.cast::<PyTuple>() {
-        Ok(t) if key.is_exact_instance_of::<PyTuple>() => t.iter().collect(),
-        _ => vec![key.clone()],
-    };
+    let parts = key_parts(key);
     let np = numpy(py)?;
     let mut items = Vec::with_capacity(parts.len());
     // Boolean masks: where their index arrays start among the items, and their shape.
@@ -380,10 +385,7 @@ fn without_scalar_bools<'py>(
     shape: &[usize],
 ) -> PyResult<Option<(Vec<usize>, Bound<'py, PyAny>)>> {
     let py = key.py();
-    let parts: Vec<Bound<'py, PyAny>> = match key.cast::<PyTuple>() {
-        Ok(t) if key.is_exact_instance_of::<PyTuple>() => t.iter().collect(),
-        _ => vec![key.clone()],
-    };
+    let parts = key_parts(key);
     let bools = parts
         .iter()
         .map(is_scalar_bool)

@@ -63,9 +63,8 @@ struct Entries {
 }
 
 impl Generations {
-    fn of(tape: &Tape) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
-        tape.extension()
-            .filter(|e| e.downcast_ref::<Generations>().is_some())
+    fn of(tape: &Tape) -> Option<Arc<Generations>> {
+        tape.extension()?.downcast().ok()
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
@@ -83,8 +82,8 @@ fn newest_in<'py>(
     tape: &Tape,
     range: std::ops::RangeInclusive<u32>,
 ) -> Option<Bound<'py, TapeObjects>> {
-    let extension = Generations::of(tape)?;
-    let entries = extension.downcast_ref::<Generations>()?.entries();
+    let generations = Generations::of(tape)?;
+    let entries = generations.entries();
     let end = entries.list.partition_point(|(g, _)| g <= range.end());
     entries
         .list
@@ -138,10 +137,7 @@ pub fn objects_of(py: Python<'_>, t: &Tracked) -> Option<Py<TapeObjects>> {
 /// Frees the callables of a tape whose arena was cleared: their nodes are gone.
 pub fn tape_cleared(tape: &Tape) {
     Python::attach(|py| {
-        let Some(extension) = Generations::of(tape) else {
-            return;
-        };
-        let Some(generations) = extension.downcast_ref::<Generations>() else {
+        let Some(generations) = Generations::of(tape) else {
             return;
         };
         let live: Vec<_> = std::mem::take(&mut generations.entries().list)
@@ -178,26 +174,20 @@ fn objects_for<'py>(py: Python<'py>, tape: &Tape) -> PyResult<Bound<'py, TapeObj
         },
     )?;
     let weak = PyWeakrefReference::new(&objects)?.unbind();
-    let extension = match Generations::of(tape) {
-        Some(e) => e,
-        None => {
-            let e: Arc<dyn std::any::Any + Send + Sync> =
-                Arc::new(Generations(Mutex::new(Entries::default())));
-            tape.set_extension(Some(e.clone()));
-            e
-        }
-    };
-    if let Some(generations) = extension.downcast_ref::<Generations>() {
-        let mut entries = generations.entries();
-        // Dead generations are forgotten each time the list has doubled since.
-        if entries.list.len() >= entries.prune_at {
-            entries
-                .list
-                .retain(|(_, weak)| weak.bind(py).upgrade().is_some());
-            entries.prune_at = (2 * entries.list.len()).max(16);
-        }
-        entries.list.push((generation, weak));
+    let generations = Generations::of(tape).unwrap_or_else(|| {
+        let made = Arc::new(Generations(Mutex::new(Entries::default())));
+        tape.set_extension(Some(made.clone()));
+        made
+    });
+    let mut entries = generations.entries();
+    // Dead generations are forgotten each time the list has doubled since.
+    if entries.list.len() >= entries.prune_at {
+        entries
+            .list
+            .retain(|(_, weak)| weak.bind(py).upgrade().is_some());
+        entries.prune_at = (2 * entries.list.len()).max(16);
     }
+    entries.list.push((generation, weak));
     Ok(objects)
 }
 
