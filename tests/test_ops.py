@@ -920,3 +920,48 @@ def test_ngradient_mirrors_gradient() -> None:
     assert_close(numeric[0]["w"], numeric[1][0], rtol=0)
     assert_close(numeric[1][1], analytic[1][1], rtol=1e-6)
     assert_close(numeric[0]["scale"], analytic[0]["scale"], rtol=1e-9)
+
+
+def _basic_keys() -> Any:
+    """Random shapes up to 4-D with random basic indices: ints, slices of any step, None, ..."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def draw(draw: Any) -> tuple[tuple[int, ...], tuple[Any, ...]]:
+        shape = tuple(draw(st.lists(st.integers(0, 4), min_size=0, max_size=4)))
+        items: list[Any] = []
+        for n in shape:
+            if draw(st.booleans()) and n:
+                items.append(draw(st.integers(-n, n - 1)))
+            else:
+                bound = st.none() | st.integers(-6, 6)
+                step = st.none() | st.integers(-3, 3).filter(bool)
+                items.append(slice(draw(bound), draw(bound), draw(step)))
+            if draw(st.integers(0, 4)) == 0:
+                items.append(None)
+        if items and draw(st.booleans()):
+            items[draw(st.integers(0, len(items) - 1))] = Ellipsis
+        return shape, tuple(items)
+
+    return draw()
+
+
+def test_basic_indexing_matches_numpy_value_and_gradient() -> None:
+    """Basic indices read a strided view: every stride, order and merge of runs is right."""
+    from hypothesis import given, settings
+
+    @settings(max_examples=400, deadline=None)
+    @given(_basic_keys())
+    def check(case: tuple[tuple[int, ...], tuple[Any, ...]]) -> None:
+        shape, key = case
+        x = np.arange(float(np.prod(shape, dtype=int))).reshape(shape) + 1.0
+        expected = x[key]
+        w = np.cos(np.arange(expected.size)).reshape(expected.shape)
+        value, (g,) = tr.withgradient(lambda x: np.sum(x[key] * w), x)
+        np.testing.assert_array_equal(tr.data(tr.param(x)[key]), expected)
+        want = np.zeros_like(x)
+        want[key] += w  # a basic index reads each element at most once
+        np.testing.assert_array_equal(g, want)
+        assert value == pytest.approx(np.sum(expected * w))
+
+    check()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use tracker_core::ops::index::Gather;
+use tracker_core::ops::index::{Gather, Reads};
 use tracker_core::{Arg, Op};
 
 use crate::convert::arg_or_raise;
@@ -52,7 +52,7 @@ impl PyGatherIndex {
             gather: Arc::new(Gather {
                 source_shape: source_shape.into(),
                 shape,
-                positions: flat,
+                reads: Reads::Positions(flat),
             }),
         })
     }

@@ -1,7 +1,7 @@
 //! Indexing, NumPy's way: integers, slices, `None`, `...` and integer arrays (basic and
-//! advanced, mixed). An index becomes a [`Gather`]: the flat positions it reads. Its
-//! gradient scatters the piece back into those positions, so `x[i]` costs the size of
-//! the piece, not of `x`.
+//! advanced, mixed). An index becomes a [`Gather`]: what it reads, as a strided view for
+//! a basic index or as flat positions for an advanced one. Its gradient scatters the
+//! piece back into those places, so `x[i]` costs the size of the piece, not of `x`.
 //!
 //! ```
 //! use tracker_core::ops::index::{IndexItem, plan};
@@ -9,7 +9,7 @@
 //! # fn main() -> tracker_core::Result<()> {
 //! // x[1] of a 2 × 3 array reads the second row: flat positions 3, 4, 5.
 //! let row = plan(&[2, 3], &[IndexItem::Int(1)])?;
-//! assert_eq!((row.shape.as_slice(), row.positions.as_slice()), (&[3][..], &[3, 4, 5][..]));
+//! assert_eq!((row.shape.as_slice(), row.positions()), (&[3][..], vec![3, 4, 5]));
 //! # Ok(())
 //! # }
 //! ```
@@ -18,6 +18,7 @@ use crate::broadcast::{BroadcastOffsets, broadcast_shapes};
 use crate::error::{Error, Result, index_error};
 use crate::num::Float;
 use crate::value::{Array, Shape, Value, alloc, size_of};
+use smallvec::SmallVec;
 
 /// One item of an index expression: `x[1, ::2, None, ...]` is four items.
 ///
@@ -59,15 +60,15 @@ pub enum IndexItem {
     },
 }
 
-/// The positions an index reads from a row-major array: what [`Op::Gather`] records,
-/// and what its gradient scatters back into.
+/// What an index reads from a row-major array: what [`Op::Gather`] records, and what its
+/// gradient scatters back into.
 ///
 /// [`Op::Gather`]: crate::Op::Gather
 ///
 /// ```
 /// use std::sync::Arc;
 ///
-/// use tracker_core::ops::index::Gather;
+/// use tracker_core::ops::index::{Gather, Reads};
 /// use tracker_core::{Op, Shape, Value};
 ///
 /// # fn main() -> tracker_core::Result<()> {
@@ -75,7 +76,7 @@ pub enum IndexItem {
 /// let diagonal = Gather {
 ///     source_shape: Shape::from_slice(&[2, 2]),
 ///     shape: Shape::from_slice(&[2]),
-///     positions: vec![0, 3],
+///     reads: Reads::Positions(vec![0, 3]),
 /// };
 /// let x = Value::from_vec(&[2, 2], vec![1.0, 2.0, 3.0, 4.0])?;
 /// assert_eq!(Op::Gather(Arc::new(diagonal)).forward(&[&x])?.to_f64_vec(), vec![1.0, 4.0]);
@@ -88,8 +89,117 @@ pub struct Gather {
     pub source_shape: Shape,
     /// The shape of the result.
     pub shape: Shape,
+    /// Where each element of the result comes from; places outside the source read as
+    /// zero.
+    pub reads: Reads,
+}
+
+/// Where a [`Gather`]'s elements come from.
+///
+/// ```
+/// use tracker_core::ops::index::{IndexItem, Reads, plan};
+///
+/// # fn main() -> tracker_core::Result<()> {
+/// // x[1:, ::-1] of a 3 × 4 array: a view starting at row 1's last element.
+/// let back = IndexItem::Slice { start: None, stop: None, step: Some(-1) };
+/// let first = IndexItem::Slice { start: Some(1), stop: None, step: None };
+/// let g = plan(&[3, 4], &[first, back])?;
+/// assert!(matches!(&g.reads, Reads::Strided { start: 7, strides } if strides.as_slice() == [4, -1]));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub enum Reads {
+    /// A basic index's view: result element `(i₀, i₁, …)` reads position
+    /// `start + Σ iₖ·strides[k]`, so it is copied run by run without a position list.
+    Strided {
+        /// The position result element `(0, 0, …)` reads.
+        start: usize,
+        /// One stride per result axis, in elements (negative for reversed slices).
+        strides: SmallVec<[isize; 4]>,
+    },
     /// For each element of the result (row-major), the flat position it reads.
-    pub positions: Vec<usize>,
+    Positions(Vec<usize>),
+}
+
+impl Gather {
+    /// The flat position each element of the result reads, row-major.
+    ///
+    /// ```
+    /// use tracker_core::ops::index::{IndexItem, plan};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let every_other = IndexItem::Slice { start: None, stop: None, step: Some(2) };
+    /// assert_eq!(plan(&[5], &[every_other])?.positions(), vec![0, 2, 4]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn positions(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        self.runs(|_, from, step, len| {
+            out.extend((0..len).map(|j| from.wrapping_add_signed(step * j as isize)))
+        });
+        out
+    }
+
+    /// Calls `f(at, from, step, len)` for each run of the result: its elements
+    /// `at..at + len` read positions `from`, `from + step`, …. A strided view's
+    /// innermost axes form one run where they are contiguous.
+    fn runs(&self, mut f: impl FnMut(usize, usize, isize, usize)) {
+        match &self.reads {
+            Reads::Positions(positions) => {
+                positions
+                    .iter()
+                    .enumerate()
+                    .for_each(|(at, &p)| f(at, p, 1, 1));
+            }
+            Reads::Strided { start, strides } => {
+                if self.shape.contains(&0) {
+                    return;
+                }
+                // Axes of length 1 move nothing; the innermost others form one run
+                // for as long as each continues where the last ended.
+                let mut axes: Vec<(usize, isize)> = self
+                    .shape
+                    .iter()
+                    .copied()
+                    .zip(strides.iter().copied())
+                    .filter(|&(d, _)| d != 1)
+                    .collect();
+                let (mut len, step) = axes.pop().unwrap_or((1, 1));
+                while let Some(&(d, s)) = axes.last() {
+                    if s != step * len as isize {
+                        break;
+                    }
+                    len *= d;
+                    axes.pop();
+                }
+                let mut index = vec![0usize; axes.len()];
+                let mut from = *start as isize;
+                let mut at = 0;
+                loop {
+                    f(at, from as usize, step, len);
+                    at += len;
+                    // Advance the outer axes like an odometer.
+                    let mut k = axes.len();
+                    loop {
+                        let Some(k1) = k.checked_sub(1) else { return };
+                        k = k1;
+                        let (Some(i), Some(&(d, s))) = (index.get_mut(k), axes.get(k)) else {
+                            return;
+                        };
+                        *i += 1;
+                        from += s;
+                        if *i < d {
+                            break;
+                        }
+                        from -= s * d as isize;
+                        *i = 0;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// One output axis (or the joint axes of the advanced indices) and the offsets it adds.
@@ -113,13 +223,14 @@ fn wrap(index: isize, len: usize, axis: usize) -> Result<usize> {
     Ok(wrapped as usize)
 }
 
-/// The indices a slice selects from an axis of `len`, as Python's `slice.indices`.
-fn slice_indices(
+/// What a slice selects from an axis of `len`, as Python's `slice.indices`: the first
+/// position, how many, and the step between them.
+fn slice_span(
     start: Option<isize>,
     stop: Option<isize>,
     step: Option<isize>,
     len: usize,
-) -> Result<Vec<usize>> {
+) -> Result<(usize, usize, isize)> {
     let step = step.unwrap_or(1);
     let n = len as isize;
     if step == 0 {
@@ -138,16 +249,17 @@ fn slice_indices(
     } else {
         (clamp(start, n - 1, -1, n - 1), clamp(stop, -1, -1, n - 1))
     };
-    let mut out = Vec::new();
-    let mut i = start;
-    while (step > 0 && i < stop) || (step < 0 && i > stop) {
-        out.push(i as usize);
-        match i.checked_add(step) {
-            Some(next) => i = next,
-            None => break,
-        }
+    // In i128: a step of isize::MIN has no positive isize.
+    let (distance, stride) = (stop as i128 - start as i128, step as i128);
+    let count = if distance.signum() == stride.signum() {
+        (distance.abs() + stride.abs() - 1) / stride.abs()
+    } else {
+        0
+    };
+    match usize::try_from(count) {
+        Ok(0) | Err(_) => Ok((0, 0, step)),
+        Ok(count) => Ok((start as usize, count, step)),
     }
-    Ok(out)
 }
 
 /// Works out what `x[items]` reads, for `x` of `shape`, with NumPy's rules (advanced
@@ -161,7 +273,7 @@ fn slice_indices(
 /// # fn main() -> tracker_core::Result<()> {
 /// let picks = IndexItem::Array { shape: Shape::from_slice(&[3]), values: vec![2, 0, 2] };
 /// let g = plan(&[4], &[picks])?; // x[[2, 0, 2]]
-/// assert_eq!(g.positions, vec![2, 0, 2]);
+/// assert_eq!(g.positions(), vec![2, 0, 2]);
 /// assert!(plan(&[4], &[IndexItem::Int(4)]).is_err());
 /// # Ok(())
 /// # }
@@ -221,10 +333,12 @@ pub fn plan(shape: &[usize], items: &[IndexItem]) -> Result<Gather> {
     let advanced = expanded
         .iter()
         .any(|i| matches!(i, IndexItem::Array { .. }));
+    if !advanced {
+        return view(shape, &strides, &expanded);
+    }
     // The advanced indices (integers count as 0-d arrays when any array is present).
     let mut adv: Vec<(usize, Shape, Vec<isize>)> = Vec::new();
     let mut selectors: Vec<Option<Selector>> = Vec::new(); // None marks the advanced block
-    let mut base = 0usize;
     let mut axis = 0usize;
     let mut adv_positions: Vec<usize> = Vec::new();
     for item in &expanded {
@@ -235,10 +349,6 @@ pub fn plan(shape: &[usize], items: &[IndexItem]) -> Result<Gather> {
                 dims: Shape::from_slice(&[1]),
                 offsets: vec![0],
             })),
-            IndexItem::Int(i) if !advanced => {
-                base += wrap(*i, len, axis)? * stride;
-                axis += 1;
-            }
             IndexItem::Int(i) => {
                 // Checked now: an empty broadcast would never read it.
                 wrap(*i, len, axis)?;
@@ -252,10 +362,12 @@ pub fn plan(shape: &[usize], items: &[IndexItem]) -> Result<Gather> {
                 axis += 1;
             }
             IndexItem::Slice { start, stop, step } => {
-                let picked = slice_indices(*start, *stop, *step, len)?;
+                let (first, count, step) = slice_span(*start, *stop, *step, len)?;
                 selectors.push(Some(Selector {
-                    dims: Shape::from_slice(&[picked.len()]),
-                    offsets: picked.into_iter().map(|i| i * stride).collect(),
+                    dims: Shape::from_slice(&[count]),
+                    offsets: (0..count)
+                        .map(|j| first.wrapping_add_signed(step.wrapping_mul(j as isize)) * stride)
+                        .collect(),
                 }));
                 axis += 1;
             }
@@ -295,7 +407,7 @@ pub fn plan(shape: &[usize], items: &[IndexItem]) -> Result<Gather> {
         );
     }
     let mut out_shape = Shape::new();
-    let mut positions = vec![base];
+    let mut positions = vec![0];
     for selector in selectors.into_iter().flatten() {
         out_shape.extend(selector.dims.iter().copied());
         let mut next = alloc(0, 0usize, "getitem")?;
@@ -318,7 +430,50 @@ pub fn plan(shape: &[usize], items: &[IndexItem]) -> Result<Gather> {
     Ok(Gather {
         source_shape: shape.into(),
         shape: out_shape,
-        positions,
+        reads: Reads::Positions(positions),
+    })
+}
+
+/// A basic index (no arrays) of `shape`, whose row-major strides are `strides`: the
+/// strided view it reads.
+fn view(shape: &[usize], strides: &[usize], items: &[&IndexItem]) -> Result<Gather> {
+    let mut start = 0usize;
+    let mut out_shape = Shape::new();
+    let mut out_strides = SmallVec::new();
+    let mut axis = 0usize;
+    for item in items {
+        let len = shape.get(axis).copied().unwrap_or(1);
+        let stride = strides.get(axis).copied().unwrap_or(1);
+        match item {
+            IndexItem::NewAxis => {
+                out_shape.push(1);
+                out_strides.push(0);
+            }
+            IndexItem::Int(i) => {
+                start += wrap(*i, len, axis)? * stride;
+                axis += 1;
+            }
+            IndexItem::Slice {
+                start: a,
+                stop,
+                step,
+            } => {
+                let (first, count, step) = slice_span(*a, *stop, *step, len)?;
+                start += first * stride;
+                out_shape.push(count);
+                out_strides.push(step.saturating_mul(stride as isize));
+                axis += 1;
+            }
+            IndexItem::Ellipsis | IndexItem::Array { .. } => {}
+        }
+    }
+    Ok(Gather {
+        source_shape: shape.into(),
+        shape: out_shape,
+        reads: Reads::Strided {
+            start,
+            strides: out_strides,
+        },
     })
 }
 
@@ -334,10 +489,24 @@ pub(crate) fn gather(g: &Gather, x: &Value) -> Result<Value> {
             ),
         ));
     }
-    Ok(map_value!(x, a => {
-        let src = a.as_slice();
-        Array::from_vec(&g.shape, g.positions.iter().map(|&p| src.get(p).copied().unwrap_or_default()).collect())?
-    }))
+    fn typed<T: Float>(g: &Gather, x: &Array<T>) -> Result<Array<T>> {
+        let src = x.as_slice();
+        let mut out = alloc(0, T::zero(), "getitem")?;
+        let len = size_of(&g.shape, "getitem")?;
+        out.try_reserve_exact(len).map_err(|_| Error::Memory {
+            op: "getitem",
+            bytes: len.saturating_mul(std::mem::size_of::<T>()),
+        })?;
+        g.runs(|_, from, step, len| match run(src, from, len) {
+            Some(run) if step == 1 => out.extend_from_slice(run),
+            _ => out.extend((0..len).map(|j| {
+                let p = from.wrapping_add_signed(step.wrapping_mul(j as isize));
+                src.get(p).copied().unwrap_or_default()
+            })),
+        });
+        Array::from_vec(&g.shape, out)
+    }
+    Ok(map_value!(x, a => typed(g, a)?))
 }
 
 /// A zero array of the gather's source shape with `piece` added at its positions.
@@ -364,13 +533,32 @@ pub(crate) fn scatter(g: &Gather, piece: &Value) -> Result<Value> {
     Ok(map_value!(piece, a => typed(g, a)?))
 }
 
+/// `len` elements of `s` from `from`, if all are there.
+fn run<T>(s: &[T], from: usize, len: usize) -> Option<&[T]> {
+    s.get(from..from.checked_add(len)?)
+}
+
 /// Adds `piece` into `target` at the gather's positions (repeats accumulate).
 pub(crate) fn scatter_add<T: Float>(g: &Gather, piece: &[T], target: &mut [T]) {
-    for (&p, &v) in g.positions.iter().zip(piece) {
-        if let Some(t) = target.get_mut(p) {
-            *t = *t + v;
+    g.runs(|at, from, step, len| {
+        let Some(piece) = run(piece, at, len) else {
+            return;
+        };
+        match from
+            .checked_add(len)
+            .and_then(|end| target.get_mut(from..end))
+        {
+            Some(run) if step == 1 => run.iter_mut().zip(piece).for_each(|(t, &v)| *t = *t + v),
+            _ => {
+                for (j, &v) in piece.iter().enumerate() {
+                    let p = from.wrapping_add_signed(step.wrapping_mul(j as isize));
+                    if let Some(t) = target.get_mut(p) {
+                        *t = *t + v;
+                    }
+                }
+            }
         }
-    }
+    });
 }
 
 #[cfg(test)]
@@ -385,7 +573,7 @@ mod tests {
     fn basic_and_advanced_positions() {
         let g = plan(&[3, 4], &[IndexItem::Int(1), slice(Some(1), None, Some(2))]).ok();
         assert_eq!(
-            g.map(|g| (g.shape.to_vec(), g.positions)),
+            g.map(|g| (g.shape.to_vec(), g.positions())),
             Some((vec![2], vec![5, 7]))
         );
         let arr = IndexItem::Array {
@@ -394,7 +582,7 @@ mod tests {
         };
         let g = plan(&[3, 2], std::slice::from_ref(&arr)).ok();
         assert_eq!(
-            g.map(|g| (g.shape.to_vec(), g.positions)),
+            g.map(|g| (g.shape.to_vec(), g.positions())),
             Some((vec![3, 2], vec![0, 1, 4, 5, 0, 1]))
         );
         let g = plan(
@@ -403,7 +591,7 @@ mod tests {
         )
         .ok();
         assert_eq!(
-            g.map(|g| (g.shape.to_vec(), g.positions)),
+            g.map(|g| (g.shape.to_vec(), g.positions())),
             Some((vec![3, 1], vec![1, 3, 5]))
         );
         let g = plan(
@@ -413,6 +601,6 @@ mod tests {
         assert!(g.is_err(), "index 2 is out of bounds for axis 0");
         assert!(plan(&[3], &[IndexItem::Int(3)]).is_err());
         let g = plan(&[4], &[slice(None, None, Some(-1))]).ok();
-        assert_eq!(g.map(|g| g.positions), Some(vec![3, 2, 1, 0]));
+        assert_eq!(g.map(|g| g.positions()), Some(vec![3, 2, 1, 0]));
     }
 }
