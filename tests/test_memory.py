@@ -400,3 +400,25 @@ LOOPS = {
     "failing": loop_failing,
     "threads": loop_threads,
 }
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="counts page faults with getrusage"
+)
+def test_repeated_gradients_reuse_their_buffers():
+    """A training loop asks for the same buffers every step: they are reused, not faulted in
+    again from the kernel (before, each call of this one took ~2,500 page faults)."""
+    import resource
+
+    x = np.random.default_rng(0).standard_normal(100_000)
+
+    def rosenbrock(x):
+        return np.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+
+    for _ in range(3):
+        tr.gradient(rosenbrock, x)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(10):
+        tr.gradient(rosenbrock, x)
+    per_call = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10
+    assert per_call < x.nbytes / 4096, f"{per_call} page faults per call"

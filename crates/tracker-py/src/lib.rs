@@ -1,6 +1,7 @@
 //! `tracker._core`: the PyO3 boundary of tracker-core. Conversion, error mapping and
 //! handles only; no rule lives here.
 
+mod alloc;
 mod blas;
 mod convert;
 mod errors;
@@ -20,6 +21,9 @@ use tracker_core::{Arg, Op, Output, Tracked};
 use crate::convert::{array_value, output_to_py, to_numpy};
 use crate::errors::IntoPyResult;
 use crate::tracked::{PyTrackedArray, PyTrackedReal, tracked_of};
+
+#[global_allocator]
+static ALLOCATOR: alloc::Cached = alloc::Cached::new();
 
 fn tracked_arg(x: &Bound<'_, PyAny>, function: &str) -> PyResult<Tracked> {
     tracked_of(x).ok_or_else(|| {
