@@ -15,13 +15,22 @@ class WithGradient(NamedTuple):
     grad: tuple[Any, ...]
 
 
-def _trace(scope: _core.Scope, args: tuple[Any, ...]) -> tuple[Any, list[Any], list[int], Any]:
+def _trace(
+    scope: _core.Scope, args: tuple[Any, ...]
+) -> tuple[tuple[Any, ...], list[Any], Callable[[list[Any]], tuple[Any, ...]]]:
     """The arguments with each differentiable leaf replaced by a tracked input.
+
+    Returns `(traced, handles, arrange)`: the arguments to call the function with, the
+    inputs to differentiate, and `arrange`, which puts their gradients in the
+    arguments' structure.
 
     The same array object appearing twice is one input (tied weights): each
     occurrence gets the total gradient. Fields a dataclass leaves out of its
     `trainable()` are not differentiated.
     """
+    if _plain(args):
+        handles = [scope.input(a) for a in args]
+        return tuple(handles), handles, tuple
     leaves, treedef = tree.flatten(args)
     unique, positions = tree.dedup(leaves, is_tracked=_core.istracked)
     trainable = tree.trainable_unique(args, positions, len(unique))
@@ -32,24 +41,35 @@ def _trace(scope: _core.Scope, args: tuple[Any, ...]) -> tuple[Any, list[Any], l
     traced = [
         leaf if inputs[p] is None else inputs[p] for leaf, p in zip(leaves, positions, strict=True)
     ]
-    return treedef, inputs, positions, tree.unflatten(treedef, traced)
+
+    def arrange(grads: list[Any]) -> tuple[Any, ...]:
+        it = iter(grads)
+        per_input = [None if t is None else next(it) for t in inputs]
+        return tree.unflatten_gradient(treedef, [per_input[p] for p in positions])
+
+    return tree.unflatten(treedef, traced), [t for t in inputs if t is not None], arrange
+
+
+def _plain(args: tuple[Any, ...]) -> bool:
+    """Whether every argument is a distinct float32 or float64 array: the common case,
+    where the arguments are the inputs and no structure needs walking."""
+    for a in args:
+        if type(a) is not np.ndarray or a.dtype.char not in "fd":
+            return False
+    return len(args) < 2 or len(set(map(id, args))) == len(args)
 
 
 def _run(f: Callable[..., Any], args: tuple[Any, ...], nest: bool) -> tuple[Any, tuple[Any, ...]]:
     """`f(*args)` and the gradient of its loss, as (value, gradients per argument)."""
     scope = _core.enter_scope(nest)
     try:
-        treedef, inputs, positions, traced = _trace(scope, args)
+        traced, handles, arrange = _trace(scope, args)
         value = f(*traced)
-        wanted = [t for t in inputs if t is not None]
-        grads = scope.gradient(params.loss_of(value), wanted)
+        grads = scope.gradient(params.loss_of(value), handles)
     except BaseException:
         scope.exit([])
         raise
-    grads = iter(scope.exit(grads))
-    per_input = [None if t is None else next(grads) for t in inputs]
-    flat = [per_input[p] for p in positions]
-    return value, tree.unflatten_gradient(treedef, flat)
+    return value, arrange(scope.exit(grads))
 
 
 def _pullback_of(

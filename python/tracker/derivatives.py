@@ -115,14 +115,8 @@ def forward(f: Callable[..., Any], *args: Any, nest: bool = False) -> tuple[Any,
                 return Grads(ps, grads)
 
         else:
-            treedef, inputs, positions, traced = api._trace(scope, args)
+            traced, handles, rebuild = api._trace(scope, args)
             y = f(*traced)
-            handles = [t for t in inputs if t is not None]
-
-            def rebuild(grads: list[Any]) -> Any:
-                it = iter(grads)
-                per_input = [None if t is None else next(it) for t in inputs]
-                return tree.unflatten_gradient(treedef, [per_input[p] for p in positions])
 
         _check_output(y)
         scope.leave()
