@@ -965,3 +965,33 @@ def test_basic_indexing_matches_numpy_value_and_gradient() -> None:
         assert value == pytest.approx(np.sum(expected * w))
 
     check()
+
+
+def test_broadcasting_matches_numpy_for_any_shapes() -> None:
+    """Broadcast operands are read a row at a time: every mix of repeated and full axes."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+
+    shapes = hnp.mutually_broadcastable_shapes(num_shapes=3, max_dims=4, max_side=5)
+
+    @settings(max_examples=300, deadline=None)
+    @given(shapes, st.sampled_from([np.float32, np.float64]))
+    def check(case: Any, dtype: Any) -> None:
+        rng = np.random.default_rng(len(case.result_shape))
+        a, b, c = (rng.standard_normal(s).astype(dtype) for s in case.input_shapes)
+        expected = np.clip(a * b - c, -0.5, 0.5)
+        got = tr.data(np.clip(tr.param(a) * b - c, -0.5, 0.5))
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+        grads = tr.gradient(lambda a, b, c: np.sum(np.sin(a * b - c)), a, b, c)
+        cosine = np.cos(a * b - c)
+        for g, want in zip(grads, (cosine * b, cosine * a, -cosine), strict=True):
+            axes = tuple(range(cosine.ndim - g.ndim))
+            want = np.sum(want, axis=axes)
+            keep = tuple(i for i, n in enumerate(g.shape) if n == 1 and want.shape[i] != 1)
+            tol = 1e-5 if dtype is np.float32 else 1e-12
+            want = np.sum(want, axis=keep, keepdims=True)
+            np.testing.assert_allclose(g, want, rtol=tol, atol=tol)
+
+    check()

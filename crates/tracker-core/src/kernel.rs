@@ -50,19 +50,34 @@ pub fn zip_lanes<T: Float, const N: usize>(
             f(args).store(&mut out, len - start);
         }
     } else {
-        let mut walks = inputs.map(|a| BroadcastOffsets::new(a.shape(), out_shape));
-        for start in (0..len).step_by(LANES) {
-            let mut args = [Lanes([T::one(); LANES]); N];
-            for ((arg, walk), s) in args.iter_mut().zip(walks.iter_mut()).zip(slices.iter()) {
-                for lane in arg.0.iter_mut().take(len - start) {
-                    *lane = walk
-                        .next()
-                        .and_then(|k| s.get(k))
-                        .copied()
-                        .unwrap_or_default();
-                }
+        // Broadcast: a row (the output's last axis) at a time. Along a row each input
+        // either advances one element per lane or repeats one element.
+        let row = out_shape.last().copied().unwrap_or(1).max(1);
+        let outer = out_shape
+            .get(..out_shape.len().saturating_sub(1))
+            .unwrap_or_default();
+        let mut walks = inputs.map(|a| {
+            let shape = a.shape();
+            let (lead, last) = shape.split_at(shape.len().saturating_sub(1));
+            let step = last.first().copied().unwrap_or(1);
+            (BroadcastOffsets::new(lead, outer), step)
+        });
+        for _ in 0..len / row {
+            let mut bases = [(0usize, 1usize); N];
+            for (base, (walk, step)) in bases.iter_mut().zip(walks.iter_mut()) {
+                *base = (walk.next().unwrap_or(0) * *step, *step);
             }
-            f(args).store(&mut out, len - start);
+            for start in (0..row).step_by(LANES) {
+                let mut args = [Lanes([T::one(); LANES]); N];
+                for ((arg, &(base, step)), s) in args.iter_mut().zip(&bases).zip(slices) {
+                    *arg = if step == 1 {
+                        Lanes::splat(s.get(base).copied().unwrap_or_default())
+                    } else {
+                        Lanes::load(s.get(base..base + row).unwrap_or_default(), start)
+                    };
+                }
+                f(args).store(&mut out, row - start);
+            }
         }
     }
     Array::from_vec(out_shape, out)
@@ -92,6 +107,12 @@ impl<T: Float> Lanes<T> {
                 Lanes(lanes)
             }
         }
+    }
+
+    /// `v` in every lane.
+    #[inline(always)]
+    fn splat(v: T) -> Self {
+        Lanes([v; LANES])
     }
 
     /// Appends the first `n` lanes (all of them when `n >= LANES`) to `out`.
