@@ -709,10 +709,7 @@ impl Tracked {
     /// # }
     /// ```
     pub fn shape(&self) -> Shape {
-        match &self.link {
-            Link::Param(p) => p.value().shape().into(),
-            Link::Node(r) => r.value.shape().into(),
-        }
+        self.with_value(|v| v.shape().into())
     }
 
     /// The value's dtype.
@@ -724,9 +721,14 @@ impl Tracked {
     /// assert_eq!(x.dtype(), Dtype::F32);
     /// ```
     pub fn dtype(&self) -> Dtype {
+        self.with_value(Value::dtype)
+    }
+
+    /// `f` of the value, without cloning it.
+    fn with_value<R>(&self, f: impl FnOnce(&Value) -> R) -> R {
         match &self.link {
-            Link::Param(p) => p.value().dtype(),
-            Link::Node(r) => r.value.dtype(),
+            Link::Param(p) => f(&p.value.read().unwrap_or_else(|e| e.into_inner())),
+            Link::Node(r) => f(&r.value),
         }
     }
 
