@@ -126,6 +126,9 @@ macro_rules! binary_ops {
             /// ```
             pub fn forward_arrays<T: Float>(self, a: &Array<T>, b: &Array<T>) -> Result<Array<T>> {
                 let shape = broadcast_shapes(self.name(), a.shape(), b.shape())?;
+                if self.is_square(b) {
+                    return zip(self.name(), [a], &shape, |[a]| a * a);
+                }
                 match self {
                     $(Binary::$variant => {
                         #[inline(always)]
@@ -160,6 +163,9 @@ macro_rules! binary_ops {
                 dy: &Array<T>,
             ) -> Result<Array<T>> {
                 let shape = dy.shape();
+                if side == 0 && self.is_square(b) {
+                    return zip(self.name(), [a, dy], shape, |[a, dy]| dy * (a + a));
+                }
                 match (self, side) {
                     $(
                         (Binary::$variant, 0) => {
@@ -179,6 +185,15 @@ macro_rules! binary_ops {
             }
         }
     };
+}
+
+impl Binary {
+    /// Whether this is `a ** 2` with one exponent: computed as `a·a` (bit for bit what
+    /// `powf` gives) in a loop that vectorises, which `powf`'s test of each exponent
+    /// prevents.
+    fn is_square<T: Float>(self, b: &Array<T>) -> bool {
+        self == Binary::Pow && matches!(b.as_slice(), [e] if *e == T::from_f64(2.0))
+    }
 }
 
 binary_ops! {

@@ -16,12 +16,12 @@
 //! # }
 //! ```
 
-use crate::broadcast::{BroadcastOffsets, broadcast_shapes};
+use crate::broadcast::broadcast_shapes;
 use crate::error::{Result, index_error, shape_error};
 use crate::kernel::zip;
 use crate::num::Float;
 use crate::op::{Backend, Contributions, each_input};
-use crate::value::{Array, Dtype, Shape, Value, alloc, size_of, try_collect};
+use crate::value::{Array, Dtype, Shape, Value, alloc, size_of};
 
 /// A boolean condition, as `where` saves it: [`Op::Where`](crate::Op::Where) takes its
 /// first operand where the condition holds (broadcast), its second elsewhere.
@@ -235,12 +235,7 @@ pub(crate) fn broadcast_to(x: &Value, shape: &[usize]) -> Result<Value> {
             ),
         ));
     }
-    Ok(map_value!(x, a => {
-        let src = a.as_slice();
-        let walk = BroadcastOffsets::new(a.shape(), shape);
-        let out = try_collect(walk.map(|k| src.get(k).copied().unwrap_or_default()), "broadcast_to")?;
-        Array::from_vec(shape, out)?
-    }))
+    Ok(map_value!(x, a => crate::kernel::zip("broadcast_to", [a], shape, |[v]| v)?))
 }
 
 /// The length of `axis` of `shape`, or the error naming `op` when there is no such axis.
