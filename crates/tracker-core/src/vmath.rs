@@ -272,13 +272,20 @@ const COS: [f64; 6] = [
     -1.138_263_220_199_036e-11,
 ];
 
-/// `c[0] + x·c[1] + x²·c[2] + …`, by Horner's rule.
+/// `c[0] + x·c[1] + x²·c[2] + …`, by Horner's rule in `x²` over the pairs
+/// `c[2i] + x·c[2i+1]`: the pairs are independent, so the chain of dependent
+/// operations, which bounds the loops' speed, is half as long as plain Horner's.
 #[inline(always)]
 fn horner(x: f64, c: &[f64]) -> f64 {
-    match c.split_last() {
-        Some((&last, rest)) => rest.iter().rev().fold(last, |acc, &k| acc * x + k),
-        None => 0.0,
-    }
+    let x2 = x * x;
+    let pair = |p: &[f64]| match p {
+        [a, b] => a + x * b,
+        [a] => *a,
+        _ => 0.0,
+    };
+    let mut pairs = c.chunks(2).rev();
+    let last = pairs.next().map(pair).unwrap_or(0.0);
+    pairs.fold(last, |acc, p| acc * x2 + pair(p))
 }
 
 /// 1.5·2^52: a sum with it is rounded to an integer, which its low bits hold.
