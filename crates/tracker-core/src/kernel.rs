@@ -34,12 +34,17 @@ pub fn zip_lanes<T: Float, const N: usize>(
     f: impl Fn([Lanes<T>; N]) -> Lanes<T>,
 ) -> Result<Array<T>> {
     let len = size_of(out_shape, op)?;
+    let slices = inputs.map(|a| a.as_slice());
+    if out_shape.is_empty() {
+        // A 0-d result is stored inline: no buffer to allocate.
+        let args = slices.map(|s| Lanes::load(s, 0));
+        return Ok(Array::scalar(f(args).0[0]));
+    }
     let mut out = Vec::new();
     out.try_reserve_exact(len).map_err(|_| Error::Memory {
         op,
         bytes: len.saturating_mul(std::mem::size_of::<T>()),
     })?;
-    let slices = inputs.map(|a| a.as_slice());
     if slices.iter().all(|s| s.len() == len || s.len() == 1) {
         // Each input is either full size or a single value: no offsets needed.
         for start in (0..len).step_by(LANES) {
