@@ -50,8 +50,14 @@ fn typed_view<'py, T: Element + Float>(
     // inline scalar inside the frozen, heap-allocated owner); nothing writes to it, and
     // the NumPy array is made read-only before anyone sees it.
     let out = unsafe { PyArrayDyn::<T>::borrow_from_array(&view, owner.clone().into_any()) };
-    let readonly = out.readwrite().make_nonwriteable();
-    Ok(readonly.as_any().clone())
+    // SAFETY: the array was just made and nothing else holds it. Its flag is cleared
+    // directly: rust-numpy's `readwrite()` would first register a borrow, a hash-map
+    // insertion and removal on every value handed to Python.
+    unsafe {
+        (*numpy::npyffi::_PyArray_GET_ITEM_DATA(out.as_array_ptr())).flags &=
+            !numpy::npyffi::NPY_ARRAY_WRITEABLE;
+    }
+    Ok(out.into_any())
 }
 
 /// A read-only NumPy view of `value` (no copy).
