@@ -8,7 +8,7 @@ use pyo3::IntoPyObjectExt;
 use pyo3::exceptions::{PyIndexError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyEllipsis, PyNone, PySlice, PyString, PyTuple};
+use pyo3::types::{PyDict, PyEllipsis, PyInt, PyNone, PySlice, PyString, PyTuple};
 use tracker_core::op::Arrays;
 use tracker_core::ops::binary::Binary;
 use tracker_core::ops::index::{IndexItem, plan};
@@ -358,12 +358,23 @@ fn check_masks(
 }
 
 pub fn getitem(py: Python<'_>, x: &Tracked, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-    if let Some((shape, key)) = without_scalar_bools(key, &x.shape())? {
-        let reshaped = run(py, Op::Reshape(shape.into()), &[Arg::Tracked(x.clone())])?;
-        return Ok(reshaped.bind(py).get_item(key)?.unbind());
-    }
-    let items = index_items(key, &x.shape())?;
-    let gather = plan(&x.shape(), &items).py()?;
+    let shape = x.shape();
+    // x[i], the scalar loop's read, skips the general key parsing.
+    let int = key
+        .is_exact_instance_of::<PyInt>()
+        .then(|| key.extract::<isize>().ok())
+        .flatten();
+    let items = match int {
+        Some(i) => vec![IndexItem::Int(i)],
+        None => {
+            if let Some((shape, key)) = without_scalar_bools(key, &shape)? {
+                let reshaped = run(py, Op::Reshape(shape.into()), &[Arg::Tracked(x.clone())])?;
+                return Ok(reshaped.bind(py).get_item(key)?.unbind());
+            }
+            index_items(key, &shape)?
+        }
+    };
+    let gather = plan(&shape, &items).py()?;
     run(py, Op::Gather(gather.into()), &[Arg::Tracked(x.clone())])
 }
 
