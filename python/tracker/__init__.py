@@ -29,6 +29,7 @@ from tracker._core import (
     grad,
     isleaf,
     istracked,
+    num_threads,
     param,
     update,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "nn",
     "no_grad",
     "nobacksies",
+    "num_threads",
     "optim",
     "param",
     "pullback",

@@ -33,6 +33,7 @@ __all__ = [
     "istracked",
     "linalg",
     "nobacksies",
+    "num_threads",
     "param",
     "place",
     "polygamma",
@@ -291,6 +292,9 @@ def zero_grad(x: _Tracked) -> None: ...
 def update(x: _Tracked, delta: Any) -> _Tracked: ...
 def set_grad_enabled(enabled: bool) -> bool: ...
 def set_anomaly(enabled: bool) -> bool: ...
+def num_threads() -> int:
+    """How many threads large elementwise loops and reductions run on."""
+
 def reset_thread_tape() -> None:
     """Gives this thread a fresh top-level tape (for isolating tests)."""
 

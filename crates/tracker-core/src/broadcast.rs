@@ -128,6 +128,22 @@ impl BroadcastOffsets {
     }
 }
 
+impl BroadcastOffsets {
+    /// This walk, not yet begun, moved to element `start` of `dst` (for a loop cut into
+    /// chunks).
+    pub(crate) fn starting_at(mut self, start: usize) -> Self {
+        let start = start.min(self.remaining);
+        let mut rest = start;
+        for ((len, stride), i) in self.axes.iter().zip(self.index.iter_mut()).rev() {
+            *i = rest % (*len).max(1);
+            rest /= (*len).max(1);
+            self.offset += *i * stride;
+        }
+        self.remaining -= start;
+        self
+    }
+}
+
 impl Iterator for BroadcastOffsets {
     type Item = usize;
 
@@ -187,5 +203,16 @@ mod tests {
         assert_eq!(offsets, vec![0, 0, 1, 1, 2, 2, 0, 0, 1, 1, 2, 2]);
         let offsets: Vec<usize> = BroadcastOffsets::new(&[2], &[2, 2]).collect();
         assert_eq!(offsets, vec![0, 1, 0, 1]);
+    }
+
+    #[test]
+    fn a_walk_can_begin_anywhere() {
+        let whole: Vec<usize> = BroadcastOffsets::new(&[3, 1], &[2, 3, 2]).collect();
+        for start in 0..=whole.len() {
+            let rest: Vec<usize> = BroadcastOffsets::new(&[3, 1], &[2, 3, 2])
+                .starting_at(start)
+                .collect();
+            assert_eq!(Some(rest.as_slice()), whole.get(start..));
+        }
     }
 }

@@ -4,10 +4,11 @@
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
 use crate::broadcast::BroadcastOffsets;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::num::{Float, Num};
 use crate::ops::binary::Binary;
 use crate::ops::unary::Unary;
+use crate::parallel::{self, Slots};
 use crate::value::{Array, size_of};
 use crate::vmath;
 
@@ -16,13 +17,14 @@ pub fn zip<T: Float, const N: usize>(
     op: &'static str,
     inputs: [&Array<T>; N],
     out_shape: &[usize],
-    f: impl Fn([T; N]) -> T,
+    f: impl Fn([T; N]) -> T + Sync,
 ) -> Result<Array<T>> {
     zip_lanes(op, inputs, out_shape, |args| Lanes::each(args, &f))
 }
 
 /// `f` applied to chunks of `inputs` broadcast to `out_shape`, in one pass: what rules
-/// over [`Num`] run on, so that each of their operations is one short loop.
+/// over [`Num`] run on, so that each of their operations is one short loop. Long
+/// outputs are cut into chunks that run in parallel.
 ///
 /// Inputs that already have `out_shape` (or a single element) are read directly; the
 /// others are walked through broadcast offsets. The lanes past the end of the last
@@ -31,7 +33,7 @@ pub fn zip_lanes<T: Float, const N: usize>(
     op: &'static str,
     inputs: [&Array<T>; N],
     out_shape: &[usize],
-    f: impl Fn([Lanes<T>; N]) -> Lanes<T>,
+    f: impl Fn([Lanes<T>; N]) -> Lanes<T> + Sync,
 ) -> Result<Array<T>> {
     let len = size_of(out_shape, op)?;
     let slices = inputs.map(|a| a.as_slice());
@@ -40,39 +42,45 @@ pub fn zip_lanes<T: Float, const N: usize>(
         let args = slices.map(|s| Lanes::load(s, 0));
         return Ok(Array::scalar(f(args).0[0]));
     }
-    let mut out = Vec::new();
-    out.try_reserve_exact(len).map_err(|_| Error::Memory {
-        op,
-        bytes: len.saturating_mul(std::mem::size_of::<T>()),
-    })?;
-    if slices.iter().all(|s| s.len() == len || s.len() == 1) {
-        // Each input is either full size or a single value: no offsets needed.
-        for start in (0..len).step_by(LANES) {
-            let mut args = [Lanes([T::zero(); LANES]); N];
-            for (arg, s) in args.iter_mut().zip(slices) {
-                *arg = Lanes::load(s, start);
+    let direct = slices.iter().all(|s| s.len() == len || s.len() == 1);
+    // Broadcast inputs are read a row (the output's last axis) at a time: along a row
+    // each input either advances one element per lane or repeats one element.
+    let row = out_shape.last().copied().unwrap_or(1).max(1);
+    let outer = out_shape
+        .get(..out_shape.len().saturating_sub(1))
+        .unwrap_or_default();
+    let out = parallel::filled(len, op, |first, out| {
+        let end = first + out.len();
+        if direct {
+            // Each input is either full size or a single value: no offsets needed.
+            for start in (first..end).step_by(LANES) {
+                let mut args = [Lanes([T::zero(); LANES]); N];
+                for (arg, s) in args.iter_mut().zip(slices) {
+                    *arg = Lanes::load(s, start);
+                }
+                f(args).store(out, end - start);
             }
-            f(args).store(&mut out, len - start);
+            return;
         }
-    } else {
-        // Broadcast: a row (the output's last axis) at a time. Along a row each input
-        // either advances one element per lane or repeats one element.
-        let row = out_shape.last().copied().unwrap_or(1).max(1);
-        let outer = out_shape
-            .get(..out_shape.len().saturating_sub(1))
-            .unwrap_or_default();
         let mut walks = inputs.map(|a| {
             let shape = a.shape();
             let (lead, last) = shape.split_at(shape.len().saturating_sub(1));
             let step = last.first().copied().unwrap_or(1);
-            (BroadcastOffsets::new(lead, outer), step)
+            (
+                BroadcastOffsets::new(lead, outer).starting_at(first / row),
+                step,
+            )
         });
-        for _ in 0..len / row {
+        // The chunk may start and end inside a row.
+        let mut at = first;
+        while at < end {
+            let from = at % row;
+            let to = row.min(from + end - at);
             let mut bases = [(0usize, 1usize); N];
             for (base, (walk, step)) in bases.iter_mut().zip(walks.iter_mut()) {
                 *base = (walk.next().unwrap_or(0) * *step, *step);
             }
-            for start in (0..row).step_by(LANES) {
+            for start in (from..to).step_by(LANES) {
                 let mut args = [Lanes([T::one(); LANES]); N];
                 for ((arg, &(base, step)), s) in args.iter_mut().zip(&bases).zip(slices) {
                     *arg = if step == 1 {
@@ -81,10 +89,11 @@ pub fn zip_lanes<T: Float, const N: usize>(
                         Lanes::load(s.get(base..base + row).unwrap_or_default(), start)
                     };
                 }
-                f(args).store(&mut out, row - start);
+                f(args).store(out, to - start);
             }
+            at += to - from;
         }
-    }
+    })?;
     Array::from_vec(out_shape, out)
 }
 
@@ -120,11 +129,11 @@ impl<T: Float> Lanes<T> {
         Lanes([v; LANES])
     }
 
-    /// Appends the first `n` lanes (all of them when `n >= LANES`) to `out`.
+    /// Writes the first `n` lanes (all of them when `n >= LANES`) into the next slots.
     #[inline(always)]
-    fn store(self, out: &mut Vec<T>, n: usize) {
+    fn store(self, out: &mut Slots<'_, T>, n: usize) {
         if n >= LANES {
-            out.extend(self.0);
+            out.extend_from_slice(&self.0);
         } else {
             out.extend_from_slice(self.0.get(..n).unwrap_or_default());
         }

@@ -96,6 +96,7 @@
 //! - [`num`]: the scalar-like traits the elementwise rules are written against.
 //! - [`vmath`]: vectorised exp, log, sin, cos, tanh and sigmoid over `f32`/`f64` slices.
 //! - [`broadcast`]: NumPy's broadcasting rules.
+//! - [`num_threads`]: how many threads large loops and reductions run on.
 //! - [`gradcheck`]: finite differences, to check gradients against.
 //!
 //! Values ([`Value`], [`Array`]) and errors ([`Error`]) are re-exported at the root,
@@ -116,6 +117,7 @@ mod kernel;
 pub mod num;
 pub mod op;
 pub mod ops;
+mod parallel;
 mod sweep;
 pub mod tape;
 pub mod vmath;
@@ -124,6 +126,7 @@ pub use api::{Live, gradient, hessian, hvp};
 pub use error::{Error, Payload, Result};
 pub use op::{Extern, Op};
 pub use ops::linalg::{Gemm, Product, set_gemm};
+pub use parallel::num_threads;
 pub use tape::{
     Arg, GraphNode, Output, Param, Scope, Tape, Tracked, apply, apply_extern, backward,
     current_tape, enter_scope, reset_thread_tape, set_anomaly, set_grad_enabled,

@@ -451,7 +451,7 @@ impl<T: Float> Array<T> {
 
     /// A new array of the same shape, written by `f(input, output)` on successive
     /// blocks of the elements (through a buffer on the stack, so the output is written
-    /// once, as `map` writes it).
+    /// once, as `map` writes it). Long arrays are cut into chunks that run in parallel.
     ///
     /// ```
     /// use tracker_core::Array;
@@ -467,21 +467,19 @@ impl<T: Float> Array<T> {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn map_slices(&self, f: impl Fn(&[T], &mut [T])) -> Result<Self> {
+    pub fn map_slices(&self, f: impl Fn(&[T], &mut [T]) + Sync) -> Result<Self> {
         const BLOCK: usize = 256;
-        let mut out = Vec::new();
-        out.try_reserve_exact(self.len())
-            .map_err(|_| Error::Memory {
-                op: "map",
-                bytes: self.len().saturating_mul(std::mem::size_of::<T>()),
-            })?;
-        let mut buffer = [T::zero(); BLOCK];
-        for block in self.as_slice().chunks(BLOCK) {
-            if let Some(dst) = buffer.get_mut(..block.len()) {
-                f(block, dst);
-                out.extend_from_slice(dst);
+        let input = self.as_slice();
+        let out = crate::parallel::filled(input.len(), "map", |start, out| {
+            let mut buffer = [T::zero(); BLOCK];
+            let chunk = input.get(start..start + out.len()).unwrap_or_default();
+            for block in chunk.chunks(BLOCK) {
+                if let Some(dst) = buffer.get_mut(..block.len()) {
+                    f(block, dst);
+                    out.extend_from_slice(dst);
+                }
             }
-        }
+        })?;
         Self::from_vec(&self.shape, out)
     }
 

@@ -126,6 +126,31 @@ impl Isa {
     }
 }
 
+/// `f()` with its loops (inlined into it) compiled for the widest vectors the CPU has:
+/// for loops outside this module, such as the reductions'.
+#[inline(always)]
+pub(crate) fn on_widest<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        #[target_feature(enable = "avx2")]
+        fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        match Isa::detect() {
+            // SAFETY: the CPU has AVX-512F.
+            Isa::Avx512 => return unsafe { avx512(f) },
+            // SAFETY: the CPU has AVX2.
+            Isa::Avx2 => return unsafe { avx2(f) },
+            Isa::Baseline => {}
+        }
+    }
+    f()
+}
+
 /// [`apply`] with loops compiled for `isa`, which the CPU must have (it falls back to
 /// the baseline otherwise).
 pub(crate) fn apply_on<T: Float>(

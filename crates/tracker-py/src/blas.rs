@@ -89,7 +89,7 @@ pub fn use_blas(path: &str) -> bool {
     // SAFETY: `tracker` passes only the OpenBLAS bundled with NumPy, which NumPy has
     // loaded already, so loading it again runs no initialisation; the symbols looked up
     // are scipy-openblas's cblas_dgemm and cblas_sgemm with 64-bit integers, whose C
-    // signature `Cblas` spells out.
+    // signature `Cblas` spells out, and its openblas_set_num_threads(int).
     let routines = unsafe {
         let Ok(library) = libloading::Library::new(path) else {
             return false;
@@ -103,6 +103,14 @@ pub fn use_blas(path: &str) -> bool {
         let (Ok(d), Ok(s)) = (d, s) else {
             return false;
         };
+        // One knob for all the threads: TRACKER_NUM_THREADS, when set, is OpenBLAS's
+        // thread count too (scipy-openblas's openblas_set_num_threads, taking an int).
+        if std::env::var_os("TRACKER_NUM_THREADS").is_some()
+            && let Ok(set_threads) =
+                library.get::<unsafe extern "C" fn(c_int)>(b"scipy_openblas_set_num_threads64_\0")
+        {
+            set_threads(c_int::try_from(tracker_core::num_threads()).unwrap_or(c_int::MAX));
+        }
         // The routines live as long as the process: the library is never unloaded.
         std::mem::forget(library);
         (d, s)

@@ -143,6 +143,13 @@ fn update<'py>(x: &Bound<'py, PyAny>, delta: &Bound<'py, PyAny>) -> PyResult<Bou
     Ok(x.clone())
 }
 
+/// How many threads large elementwise loops and reductions run on: `TRACKER_NUM_THREADS`,
+/// else `RAYON_NUM_THREADS`, else `OMP_NUM_THREADS`, else the number of CPUs.
+#[pyfunction]
+fn num_threads() -> usize {
+    tracker_core::num_threads()
+}
+
 /// Gives this thread a fresh top-level tape (for isolating tests).
 #[pyfunction]
 fn reset_thread_tape() {
@@ -390,6 +397,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(nobacksies, m)?)?;
     m.add_function(wrap_pyfunction!(uncounted, m)?)?;
     m.add_function(wrap_pyfunction!(set_anomaly, m)?)?;
+    m.add_function(wrap_pyfunction!(num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(reset_thread_tape, m)?)?;
     m.add_function(wrap_pyfunction!(tape_length, m)?)?;
     m.add_function(wrap_pyfunction!(blas::use_blas, m)?)?;

@@ -17,6 +17,7 @@
 
 use crate::broadcast::BroadcastOffsets;
 use crate::error::{Error, Result};
+use crate::kernel::LANES;
 use crate::num::Float;
 use crate::op::{Arrays, Backend, Op};
 use crate::value::{Array, Shape, Value, alloc, size_of, try_collect};
@@ -177,35 +178,239 @@ fn reduce_array<T: Float>(
         .filter_map(|&k| x.shape().get(k).copied())
         .collect();
     let count = size_of(&reduced, op)?;
-    let init = match kind {
-        Reduce::Sum | Reduce::Mean => T::zero(),
-        Reduce::Prod => T::one(),
-        Reduce::Max => T::from_f64(f64::NEG_INFINITY),
-        Reduce::Min => T::from_f64(f64::INFINITY),
-    };
     if count == 0 && matches!(kind, Reduce::Max | Reduce::Min) && !kept.contains(&0) {
         return Err(Error::Shape {
             op,
             message: "zero-size array to reduction operation which has no identity".into(),
         });
     }
-    let mut out = alloc(size_of(&kept, op)?, init, op)?;
-    let walk = BroadcastOffsets::new(&kept, x.shape());
-    for (&v, k) in x.as_slice().iter().zip(walk) {
-        if let Some(acc) = out.get_mut(k) {
-            *acc = match kind {
-                Reduce::Sum | Reduce::Mean => *acc + v,
-                Reduce::Prod => *acc * v,
-                Reduce::Max => acc.maximum(v),
-                Reduce::Min => acc.minimum(v),
-            };
-        }
-    }
+    let mut out = match kind {
+        Reduce::Sum | Reduce::Mean => fold(x, axes, &kept, op, T::zero(), |a, b| a + b)?,
+        Reduce::Prod => fold(x, axes, &kept, op, T::one(), |a, b| a * b)?,
+        Reduce::Max => fold(
+            x,
+            axes,
+            &kept,
+            op,
+            T::from_f64(f64::NEG_INFINITY),
+            T::maximum,
+        )?,
+        Reduce::Min => fold(x, axes, &kept, op, T::from_f64(f64::INFINITY), T::minimum)?,
+    };
     if kind == Reduce::Mean {
         let scale = T::from_f64(1.0 / count as f64);
         out.iter_mut().for_each(|v| *v = *v * scale);
     }
     Array::from_vec(&reduced_shape(x.shape(), axes, keepdims), out)
+}
+
+/// `x` folded over `axes` by `combine` (associative, with identity `init`), into a
+/// buffer of the `kept` shape.
+fn fold<T: Float>(
+    x: &Array<T>,
+    axes: &[usize],
+    kept: &[usize],
+    op: &'static str,
+    init: T,
+    combine: impl Combine<T>,
+) -> Result<Vec<T>> {
+    let mut out = alloc(size_of(kept, op)?, init, op)?;
+    if x.is_empty() {
+        return Ok(out);
+    }
+    match Slabs::of(x.shape(), axes) {
+        Some(slabs) => slabs.fold(x.as_slice(), &mut out, init, combine),
+        None => fold_by_offsets(x, kept, &mut out, combine),
+    }
+    Ok(out)
+}
+
+/// An associative operation that reductions fold with.
+trait Combine<T>: Fn(T, T) -> T + Copy + Send + Sync {}
+
+impl<T, F: Fn(T, T) -> T + Copy + Send + Sync> Combine<T> for F {}
+
+/// The general fold: each element of `x` walks to its output, one by one.
+fn fold_by_offsets<T: Float>(
+    x: &Array<T>,
+    kept: &[usize],
+    out: &mut [T],
+    combine: impl Combine<T>,
+) {
+    let walk = BroadcastOffsets::new(kept, x.shape());
+    for (&v, k) in x.as_slice().iter().zip(walk) {
+        if let Some(acc) = out.get_mut(k) {
+            *acc = combine(*acc, v);
+        }
+    }
+}
+
+// Long folds are halved, the halves folded (on two threads when large) and combined:
+// pairwise, which keeps sums accurate. Where to halve depends on the shape alone, so
+// every thread count gives the same result.
+
+/// The longest run folded in one pass, in lanes.
+const RUN_BLOCK: usize = 1 << 11;
+
+/// The most elements a stack of rows folded in one pass has. The halves of a larger
+/// stack need a buffer row each, so a block holds many rows to keep that cost small.
+const ROWS_BLOCK: usize = 1 << 15;
+
+/// Independent accumulators of a run's fold: enough to keep the adder busy with
+/// 512-bit vectors of `f32`.
+const ACCUMULATORS: usize = 32;
+
+/// Rows wider than this are folded in strips of columns, which keeps a block many rows
+/// deep.
+const STRIP_MAX: usize = 1 << 10;
+
+/// A reduction whose reduced axes form one block: `x` is `outer × n × inner` (axes of
+/// length 1 aside), folded over `n` into `outer × inner`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slabs {
+    n: usize,
+    inner: usize,
+}
+
+impl Slabs {
+    /// The slabs of a nonempty `shape` reduced over `axes`; `None` when the reduced
+    /// axes are not one block.
+    fn of(shape: &[usize], axes: &[usize]) -> Option<Slabs> {
+        let (mut n, mut inner) = (1, 1);
+        for (k, &d) in shape.iter().enumerate().filter(|&(_, &d)| d != 1) {
+            if axes.contains(&k) {
+                if inner > 1 {
+                    return None;
+                }
+                n *= d;
+            } else if n > 1 {
+                inner *= d;
+            }
+        }
+        Some(Slabs { n, inner })
+    }
+
+    /// Folds `x` into `out` (which holds `init`).
+    fn fold<T: Float>(self, x: &[T], out: &mut [T], init: T, combine: impl Combine<T>) {
+        let Slabs { n, inner } = self;
+        let slab = n * inner;
+        // Whole slabs per task, about a chunk of elements in each.
+        let per_task = (crate::parallel::CHUNK / slab).max(1);
+        crate::parallel::for_each_chunk(out, per_task * inner, x.len(), |first, out| {
+            let x = x.get(first * n..).unwrap_or_default();
+            if inner == 1 {
+                // Each output folds a contiguous run of n elements.
+                for (o, run) in out.iter_mut().zip(x.chunks(n)) {
+                    *o = fold_run(run, init, combine);
+                }
+            } else {
+                // Each row of outputs folds the n rows of a slab.
+                for (o, slab) in out.chunks_mut(inner).zip(x.chunks(slab)) {
+                    fold_rows(slab, inner, 0, o, init, combine);
+                }
+            }
+        });
+    }
+}
+
+/// The fold of a contiguous run: blocks of it in lanes, combined pairwise.
+fn fold_run<T: Float>(run: &[T], init: T, combine: impl Combine<T>) -> T {
+    if run.len() < ACCUMULATORS {
+        return run.iter().fold(init, |acc, &v| combine(acc, v));
+    }
+    if run.len() <= RUN_BLOCK {
+        return fold_lanes(run, init, combine);
+    }
+    let (left, right) = run.split_at((run.len() / 2).div_ceil(RUN_BLOCK) * RUN_BLOCK);
+    let (a, b) = crate::parallel::join(
+        run.len(),
+        || fold_run(left, init, combine),
+        || fold_run(right, init, combine),
+    );
+    combine(a, b)
+}
+
+/// The fold of a short run in [`LANES`] independent accumulators (which vectorises),
+/// combined pairwise at the end.
+fn fold_lanes<T: Float>(run: &[T], init: T, combine: impl Combine<T>) -> T {
+    crate::vmath::on_widest(
+        #[inline(always)]
+        || fold_lanes_inline(run, init, combine),
+    )
+}
+
+#[inline(always)]
+fn fold_lanes_inline<T: Float>(run: &[T], init: T, combine: impl Combine<T>) -> T {
+    let (rows, rest) = run.as_chunks::<ACCUMULATORS>();
+    let mut lanes = [init; ACCUMULATORS];
+    // Fresh accumulators for each 16 rows, so that no sum runs long (NumPy's pairwise
+    // sum adds as many in a row).
+    for part in rows.chunks(16) {
+        let mut part_lanes = [init; ACCUMULATORS];
+        for row in part {
+            for (acc, &v) in part_lanes.iter_mut().zip(row) {
+                *acc = combine(*acc, v);
+            }
+        }
+        for (acc, v) in lanes.iter_mut().zip(part_lanes) {
+            *acc = combine(*acc, v);
+        }
+    }
+    for (acc, &v) in lanes.iter_mut().zip(rest) {
+        *acc = combine(*acc, v);
+    }
+    let mut width = ACCUMULATORS;
+    while width > 1 {
+        width /= 2;
+        let (low, high) = lanes.split_at_mut(width);
+        for (acc, &v) in low.iter_mut().zip(high.iter()) {
+            *acc = combine(*acc, v);
+        }
+    }
+    lanes.first().copied().unwrap_or(init)
+}
+
+/// Folds the rows of `slab` (each `inner` long) into `out`, which holds columns
+/// `first..first + out.len()`: whole rows at a time (which vectorises), the stack of
+/// rows halved pairwise down to [`ROWS_BLOCK`] elements, wide rows in strips.
+fn fold_rows<T: Float>(
+    slab: &[T],
+    inner: usize,
+    first: usize,
+    out: &mut [T],
+    init: T,
+    combine: impl Combine<T>,
+) {
+    let width = out.len();
+    let rows = slab.len() / inner.max(1);
+    let work = rows * width;
+    if rows > 1 && width > STRIP_MAX {
+        let (left, right) = out.split_at_mut((width / 2).next_multiple_of(LANES));
+        let middle = first + left.len();
+        crate::parallel::join(
+            work,
+            || fold_rows(slab, inner, first, left, init, combine),
+            || fold_rows(slab, inner, middle, right, init, combine),
+        );
+    } else if rows > 1 && work > ROWS_BLOCK {
+        let (top, bottom) = slab.split_at(rows / 2 * inner);
+        let mut below = vec![init; width];
+        crate::parallel::join(
+            work,
+            || fold_rows(top, inner, first, out, init, combine),
+            || fold_rows(bottom, inner, first, &mut below, init, combine),
+        );
+        for (acc, &v) in out.iter_mut().zip(&below) {
+            *acc = combine(*acc, v);
+        }
+    } else {
+        for row in slab.chunks_exact(inner) {
+            let row = row.get(first..first + width).unwrap_or_default();
+            for (acc, &v) in out.iter_mut().zip(row) {
+                *acc = combine(*acc, v);
+            }
+        }
+    }
 }
 
 /// The gradient of a reduction of `x` (with result `y`) given `dy`.
@@ -406,6 +611,7 @@ pub fn cumprod<B: Arrays>(b: &mut B, x: &B::A, axis: usize) -> Result<B::A> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::num::Real;
     use crate::op::Eager;
 
     #[test]
@@ -419,6 +625,84 @@ mod tests {
             .as_ref()
             .and_then(|x| forward(Reduce::Max, x, &[0], true).ok());
         assert_eq!(max.map(|v| v.shape().to_vec()), Some(vec![1, 3]));
+    }
+
+    /// Every subset of `0..ndim` that is not empty.
+    fn axis_sets(ndim: usize) -> impl Iterator<Item = Vec<usize>> {
+        (1..1usize << ndim).map(move |bits| (0..ndim).filter(|k| bits >> k & 1 == 1).collect())
+    }
+
+    #[test]
+    fn block_folds_match_the_walk() {
+        // Shapes that take every path: long runs (halved, on two threads), short runs,
+        // tall stacks of rows (halved), wide rows (in strips), middle axes, axes of length 1.
+        let shapes: [&[usize]; 8] = [
+            &[70_000],
+            &[3, 40_000],
+            &[40_000, 3],
+            &[300, 400],
+            &[40, 3000],
+            &[2, 300, 70],
+            &[600, 1, 40],
+            &[5, 1],
+        ];
+        // Powers of two with signs: every order of sums and products gives the same bits.
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            [1.0, -1.0, 2.0, 0.5].get((seed >> 62) as usize).copied()
+        };
+        type Fold = (f64, fn(f64, f64) -> f64);
+        let folds: [Fold; 4] = [
+            (0.0, |a, b| a + b),
+            (1.0, |a, b| a * b),
+            (f64::NEG_INFINITY, Real::maximum),
+            (f64::INFINITY, Real::minimum),
+        ];
+        for shape in shapes {
+            let len = shape.iter().product();
+            let mut values: Vec<f64> = (0..len).map(|_| next().unwrap_or(1.0)).collect();
+            if let Some(v) = values.get_mut(len / 3) {
+                *v = f64::NAN;
+            }
+            let x = Array::from_vec(shape, values);
+            assert!(x.is_ok(), "{shape:?}");
+            let Ok(x) = x else { continue };
+            for axes in axis_sets(shape.len()) {
+                let kept = kept_shape(shape, &axes);
+                for (init, combine) in folds {
+                    let fast = fold(&x, &axes, &kept, "test", init, combine).ok();
+                    let mut walked = vec![init; kept.iter().product()];
+                    fold_by_offsets(&x, &kept, &mut walked, combine);
+                    let bits = |v: &[f64]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        fast.as_deref().map(bits),
+                        Some(bits(&walked)),
+                        "{shape:?} over {axes:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn slabs_see_one_block_of_axes() {
+        let slabs = |shape: &[usize], axes: &[usize]| Slabs::of(shape, axes);
+        assert_eq!(slabs(&[4, 5], &[0, 1]), Some(Slabs { n: 20, inner: 1 }));
+        assert_eq!(slabs(&[4, 5, 6], &[1]), Some(Slabs { n: 5, inner: 6 }));
+        assert_eq!(slabs(&[4, 1, 6], &[0, 2]), Some(Slabs { n: 24, inner: 1 }));
+        assert_eq!(slabs(&[4, 5, 6], &[0, 2]), None);
+    }
+
+    #[test]
+    fn blocked_sums_are_more_accurate_than_a_running_sum() {
+        let x = Array::full(&[1_000_000], 0.1f32, "test").ok();
+        let sum = x.and_then(|x| fold(&x, &[0], &[1], "test", 0.0, |a, b| a + b).ok());
+        let exact = 1e6 * f64::from(0.1f32);
+        let running = (0..1_000_000).fold(0.0f32, |acc, _| acc + 0.1);
+        let error = |v: f32| (f64::from(v) - exact).abs() / exact;
+        assert!(error(running) > 1e-3); // what an element-by-element walk gets
+        assert_eq!(sum.map(|s| s.iter().all(|&v| error(v) < 1e-6)), Some(true));
     }
 
     #[test]
