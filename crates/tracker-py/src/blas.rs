@@ -1,6 +1,7 @@
 //! Matrix products through the BLAS NumPy itself links: the OpenBLAS that NumPy's wheels
 //! bundle (scipy-openblas, 64-bit integers). `tracker` finds the library beside NumPy and
-//! hands its path here; without one, the core's matrixmultiply runs.
+//! hands its path here; without one, the core's matrixmultiply runs. `TRACKER_NUM_THREADS`,
+//! when set, sets OpenBLAS's thread count too.
 
 use std::ffi::c_int;
 use std::sync::OnceLock;

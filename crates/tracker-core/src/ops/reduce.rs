@@ -184,18 +184,12 @@ fn reduce_array<T: Float>(
             message: "zero-size array to reduction operation which has no identity".into(),
         });
     }
+    let (lowest, highest) = (T::from_f64(f64::NEG_INFINITY), T::from_f64(f64::INFINITY));
     let mut out = match kind {
         Reduce::Sum | Reduce::Mean => fold(x, axes, &kept, op, T::zero(), |a, b| a + b)?,
         Reduce::Prod => fold(x, axes, &kept, op, T::one(), |a, b| a * b)?,
-        Reduce::Max => fold(
-            x,
-            axes,
-            &kept,
-            op,
-            T::from_f64(f64::NEG_INFINITY),
-            T::maximum,
-        )?,
-        Reduce::Min => fold(x, axes, &kept, op, T::from_f64(f64::INFINITY), T::minimum)?,
+        Reduce::Max => fold(x, axes, &kept, op, lowest, T::maximum)?,
+        Reduce::Min => fold(x, axes, &kept, op, highest, T::minimum)?,
     };
     if kind == Reduce::Mean {
         let scale = T::from_f64(1.0 / count as f64);
@@ -330,8 +324,8 @@ fn fold_run<T: Float>(run: &[T], init: T, combine: impl Combine<T>) -> T {
     combine(a, b)
 }
 
-/// The fold of a short run in [`LANES`] independent accumulators (which vectorises),
-/// combined pairwise at the end.
+/// The fold of a short run in [`ACCUMULATORS`] independent accumulators (which
+/// vectorises, for the widest vectors the CPU has), combined pairwise at the end.
 fn fold_lanes<T: Float>(run: &[T], init: T, combine: impl Combine<T>) -> T {
     crate::vmath::on_widest(
         #[inline(always)]
