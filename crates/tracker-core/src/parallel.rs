@@ -26,7 +26,7 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Loops over fewer elements than this run on the calling thread. Measured on two
 /// cores: at 2^14 elements an addition split in two takes as long as on one thread
@@ -132,17 +132,13 @@ pub(crate) fn for_each_chunk<T: Send>(
 /// A vector of `len` elements written by `fill(start, slots)` on chunks of [`CHUNK`]
 /// slots (in parallel for long vectors). The memory is never zeroed first: each page
 /// is touched once, by the thread that writes it. `op` names the operation in the
-/// [`Error::Memory`] raised when the vector cannot be allocated.
+/// [`Error::Memory`](crate::Error::Memory) raised when the vector cannot be allocated.
 pub(crate) fn filled<T: Copy + Default + Send>(
     len: usize,
     op: &'static str,
     fill: impl Fn(usize, &mut Slots<'_, T>) + Sync,
 ) -> Result<Vec<T>> {
-    let mut out = Vec::new();
-    out.try_reserve_exact(len).map_err(|_| Error::Memory {
-        op,
-        bytes: len.saturating_mul(std::mem::size_of::<T>()),
-    })?;
+    let mut out = crate::value::reserve(len, op)?;
     let spare = out.spare_capacity_mut();
     let spare = spare.get_mut(..len).unwrap_or_default();
     for_each_chunk(spare, CHUNK, len, |start, chunk| {

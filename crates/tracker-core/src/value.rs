@@ -148,24 +148,26 @@ pub(crate) fn try_collect<T>(
     items: impl ExactSizeIterator<Item = T>,
     op: &'static str,
 ) -> Result<Vec<T>> {
-    let len = items.len();
-    let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| Error::Memory {
-        op,
-        bytes: len.saturating_mul(std::mem::size_of::<T>()),
-    })?;
+    let mut v = reserve(items.len(), op)?;
     v.extend(items);
     Ok(v)
 }
 
 /// A vector of `len` copies of `fill`, failing with `Error::Memory` instead of aborting.
 pub(crate) fn alloc<T: Copy>(len: usize, fill: T, op: &'static str) -> Result<Vec<T>> {
+    let mut v = reserve(len, op)?;
+    v.resize(len, fill);
+    Ok(v)
+}
+
+/// An empty vector with room for `len` elements, failing with `Error::Memory` instead of
+/// aborting.
+pub(crate) fn reserve<T>(len: usize, op: &'static str) -> Result<Vec<T>> {
     let mut v = Vec::new();
     v.try_reserve_exact(len).map_err(|_| Error::Memory {
         op,
         bytes: len.saturating_mul(std::mem::size_of::<T>()),
     })?;
-    v.resize(len, fill);
     Ok(v)
 }
 

@@ -17,7 +17,7 @@
 use crate::broadcast::{BroadcastOffsets, broadcast_shapes};
 use crate::error::{Error, Result, index_error};
 use crate::num::Float;
-use crate::value::{Array, Shape, Value, alloc, size_of};
+use crate::value::{Array, Shape, Value, alloc, reserve, size_of};
 use smallvec::SmallVec;
 
 /// One item of an index expression: `x[1, ::2, None, ...]` is four items.
@@ -136,9 +136,7 @@ impl Gather {
     /// ```
     pub fn positions(&self) -> Vec<usize> {
         let mut out = Vec::new();
-        self.runs(|_, from, step, len| {
-            out.extend((0..len).map(|j| from.wrapping_add_signed(step * j as isize)))
-        });
+        self.runs(|_, from, step, len| out.extend((0..len).map(|j| nth(from, step, j))));
         out
     }
 
@@ -365,9 +363,7 @@ pub fn plan(shape: &[usize], items: &[IndexItem]) -> Result<Gather> {
                 let (first, count, step) = slice_span(*start, *stop, *step, len)?;
                 selectors.push(Some(Selector {
                     dims: Shape::from_slice(&[count]),
-                    offsets: (0..count)
-                        .map(|j| first.wrapping_add_signed(step.wrapping_mul(j as isize)) * stride)
-                        .collect(),
+                    offsets: (0..count).map(|j| nth(first, step, j) * stride).collect(),
                 }));
                 axis += 1;
             }
@@ -410,7 +406,6 @@ pub fn plan(shape: &[usize], items: &[IndexItem]) -> Result<Gather> {
     let mut positions = vec![0];
     for selector in selectors.into_iter().flatten() {
         out_shape.extend(selector.dims.iter().copied());
-        let mut next = alloc(0, 0usize, "getitem")?;
         let len = positions
             .len()
             .checked_mul(selector.offsets.len())
@@ -418,10 +413,7 @@ pub fn plan(shape: &[usize], items: &[IndexItem]) -> Result<Gather> {
                 op: "getitem",
                 bytes: usize::MAX,
             })?;
-        next.try_reserve_exact(len).map_err(|_| Error::Memory {
-            op: "getitem",
-            bytes: len * 8,
-        })?;
+        let mut next = reserve(len, "getitem")?;
         for &p in &positions {
             next.extend(selector.offsets.iter().map(|&o| p + o));
         }
@@ -491,18 +483,11 @@ pub(crate) fn gather(g: &Gather, x: &Value) -> Result<Value> {
     }
     fn typed<T: Float>(g: &Gather, x: &Array<T>) -> Result<Array<T>> {
         let src = x.as_slice();
-        let mut out = alloc(0, T::zero(), "getitem")?;
-        let len = size_of(&g.shape, "getitem")?;
-        out.try_reserve_exact(len).map_err(|_| Error::Memory {
-            op: "getitem",
-            bytes: len.saturating_mul(std::mem::size_of::<T>()),
-        })?;
+        let mut out = reserve(size_of(&g.shape, "getitem")?, "getitem")?;
         g.runs(|_, from, step, len| match run(src, from, len) {
             Some(run) if step == 1 => out.extend_from_slice(run),
-            _ => out.extend((0..len).map(|j| {
-                let p = from.wrapping_add_signed(step.wrapping_mul(j as isize));
-                src.get(p).copied().unwrap_or_default()
-            })),
+            _ => out
+                .extend((0..len).map(|j| src.get(nth(from, step, j)).copied().unwrap_or_default())),
         });
         Array::from_vec(&g.shape, out)
     }
@@ -533,6 +518,11 @@ pub(crate) fn scatter(g: &Gather, piece: &Value) -> Result<Value> {
     Ok(map_value!(piece, a => typed(g, a)?))
 }
 
+/// Position `j` of a run that starts at `from` and moves by `step`.
+fn nth(from: usize, step: isize, j: usize) -> usize {
+    from.wrapping_add_signed(step.wrapping_mul(j as isize))
+}
+
 /// `len` elements of `s` from `from`, if all are there.
 fn run<T>(s: &[T], from: usize, len: usize) -> Option<&[T]> {
     s.get(from..from.checked_add(len)?)
@@ -551,8 +541,7 @@ pub(crate) fn scatter_add<T: Float>(g: &Gather, piece: &[T], target: &mut [T]) {
             Some(run) if step == 1 => run.iter_mut().zip(piece).for_each(|(t, &v)| *t = *t + v),
             _ => {
                 for (j, &v) in piece.iter().enumerate() {
-                    let p = from.wrapping_add_signed(step.wrapping_mul(j as isize));
-                    if let Some(t) = target.get_mut(p) {
+                    if let Some(t) = target.get_mut(nth(from, step, j)) {
                         *t = *t + v;
                     }
                 }

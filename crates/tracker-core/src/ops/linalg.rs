@@ -37,7 +37,7 @@ use crate::op::{Backend, Contribution, Contributions, Op, each_input};
 use crate::ops::binary::Binary;
 use crate::ops::decomp::{self, Failure, Mat};
 use crate::ops::index::{IndexItem, plan};
-use crate::value::{Array, Dtype, Shape, Value, alloc, size_of};
+use crate::value::{Array, Dtype, Shape, Value, alloc, reserve, size_of};
 
 // -- matmul ---------------------------------------------------------------------------
 
@@ -631,12 +631,7 @@ fn per_matrix(
     let (batch, [r, c]) = split_matrix(x.shape());
     let count = size_of(batch, op)?;
     let piece = size_of(tail, op)?;
-    let mut out = alloc(0, 0.0, op)?;
-    out.try_reserve_exact(count.saturating_mul(piece))
-        .map_err(|_| Error::Memory {
-            op,
-            bytes: count.saturating_mul(piece).saturating_mul(8),
-        })?;
+    let mut out = reserve(count.saturating_mul(piece), op)?;
     let values = f64_values(x, op)?;
     for k in 0..count {
         poll(k, r * c)?;
@@ -754,12 +749,7 @@ fn solve_with(
     let batch = broadcast_shapes(op, abatch, bbatch)?;
     let (ams, bms) = (matrices(a, op)?, matrices(b, op)?);
     let count = size_of(&batch, op)?;
-    let mut out = alloc(0, 0.0, op)?;
-    out.try_reserve_exact(count.saturating_mul(n * k))
-        .map_err(|_| Error::Memory {
-            op,
-            bytes: count.saturating_mul(n * k * 8),
-        })?;
+    let mut out = reserve(count.saturating_mul(n * k), op)?;
     for (index, (ia, ib)) in batch_pairs(abatch, bbatch, &batch).into_iter().enumerate() {
         poll(index, n * n)?;
         let (Some(am), Some(bm)) = (ams.get(ia), bms.get(ib)) else {

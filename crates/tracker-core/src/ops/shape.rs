@@ -21,7 +21,7 @@ use crate::error::{Result, index_error, shape_error};
 use crate::kernel::zip;
 use crate::num::Float;
 use crate::op::{Backend, Contributions, each_input};
-use crate::value::{Array, Dtype, Shape, Value, alloc, size_of};
+use crate::value::{Array, Dtype, Shape, Value, alloc, reserve, size_of};
 
 /// A boolean condition, as `where` saves it: [`Op::Where`](crate::Op::Where) takes its
 /// first operand where the condition holds (broadcast), its second elsewhere.
@@ -180,12 +180,7 @@ fn permute<T: Copy + Default>(src: &[T], shape: &[usize], perm: &[usize]) -> Res
         .map(|&p| strides.get(p).copied().unwrap_or(0))
         .collect();
     let len = size_of(&dims, "transpose")?;
-    let mut out = alloc(0, T::default(), "transpose")?;
-    out.try_reserve_exact(len)
-        .map_err(|_| crate::error::Error::Memory {
-            op: "transpose",
-            bytes: len.saturating_mul(std::mem::size_of::<T>()),
-        })?;
+    let mut out = reserve(len, "transpose")?;
     if len == 0 {
         return Ok(out);
     }
