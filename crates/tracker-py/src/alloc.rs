@@ -62,8 +62,16 @@ impl Cached {
         out
     }
 
+    /// Whether blocks of `layout` are kept when freed (and so worth looking for).
+    fn keeps(layout: Layout) -> bool {
+        (LARGE..=HUGE).contains(&layout.size())
+    }
+
     /// A kept block of exactly `layout`, the most recently freed.
     fn take(&self, layout: Layout) -> Option<*mut u8> {
+        if !Self::keeps(layout) {
+            return None;
+        }
         self.with(|kept| {
             let blocks = kept.blocks.get_mut(..kept.len)?;
             let i = blocks.iter().rposition(|&(_, l)| l == layout)?;
@@ -101,18 +109,14 @@ impl Cached {
 // is handed out only for the layout it was allocated with.
 unsafe impl GlobalAlloc for Cached {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() >= LARGE
-            && let Some(ptr) = self.take(layout)
-        {
+        if let Some(ptr) = self.take(layout) {
             return ptr;
         }
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.size() >= LARGE
-            && let Some(ptr) = self.take(layout)
-        {
+        if let Some(ptr) = self.take(layout) {
             unsafe { ptr.write_bytes(0, layout.size()) };
             return ptr;
         }
@@ -120,7 +124,7 @@ unsafe impl GlobalAlloc for Cached {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if (LARGE..=HUGE).contains(&layout.size()) {
+        if Self::keeps(layout) {
             self.keep(ptr, layout);
         } else {
             unsafe { System.dealloc(ptr, layout) }

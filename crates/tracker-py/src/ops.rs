@@ -383,7 +383,7 @@ fn is_scalar_bool(part: &Bound<'_, PyAny>) -> PyResult<bool> {
         return Ok(true);
     }
     let Ok(arr) = part.cast::<PyUntypedArray>() else {
-        return part.is_instance(&numpy(part.py())?.getattr("bool_")?);
+        return part.is_instance(&numpy(part.py())?.getattr(intern!(part.py(), "bool_"))?);
     };
     Ok(arr.ndim() == 0 && arr.dtype().kind() == b'b')
 }
