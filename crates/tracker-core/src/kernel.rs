@@ -133,7 +133,7 @@ impl<T: Float> Lanes<T> {
     #[inline(always)]
     fn store(self, out: &mut Slots<'_, T>, n: usize) {
         if n >= LANES {
-            out.extend_from_slice(&self.0);
+            out.extend_from_array(&self.0);
         } else {
             out.extend_from_slice(self.0.get(..n).unwrap_or_default());
         }

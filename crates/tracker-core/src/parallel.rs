@@ -178,6 +178,23 @@ impl<T: Copy + Default> Slots<'_, T> {
         self.written += n;
     }
 
+    /// Writes a whole array of `values` into the next slots, or as many as are left.
+    /// The common case is a fixed-size copy the compiler keeps in registers, where
+    /// [`Slots::extend_from_slice`] calls `memcpy` for every few elements.
+    #[inline(always)]
+    pub(crate) fn extend_from_array<const L: usize>(&mut self, values: &[T; L]) {
+        let next = self.written..self.written.saturating_add(L);
+        match self.slots.get_mut(next).map(<&mut [MaybeUninit<T>; L]>::try_from) {
+            Some(Ok(free)) => {
+                for (slot, &v) in free.iter_mut().zip(values) {
+                    slot.write(v);
+                }
+                self.written += L;
+            }
+            _ => self.extend_from_slice(values),
+        }
+    }
+
     /// Writes the default value into the slots left, so that all are initialised.
     fn finish(&mut self) {
         let left = self.slots.get_mut(self.written..).unwrap_or_default();
