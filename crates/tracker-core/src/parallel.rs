@@ -184,7 +184,11 @@ impl<T: Copy + Default> Slots<'_, T> {
     #[inline(always)]
     pub(crate) fn extend_from_array<const L: usize>(&mut self, values: &[T; L]) {
         let next = self.written..self.written.saturating_add(L);
-        match self.slots.get_mut(next).map(<&mut [MaybeUninit<T>; L]>::try_from) {
+        match self
+            .slots
+            .get_mut(next)
+            .map(<&mut [MaybeUninit<T>; L]>::try_from)
+        {
             Some(Ok(free)) => {
                 for (slot, &v) in free.iter_mut().zip(values) {
                     slot.write(v);

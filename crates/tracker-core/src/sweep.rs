@@ -13,14 +13,15 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use crate::error::{Error, Result};
-use crate::num::Num;
+use crate::num::{Float, Num};
 use crate::op::{Arrays, Backend, Contribution, Contributions, Eager, Extern, Op};
 use crate::ops::binary::Binary;
 use crate::ops::index::scatter_add;
 use crate::ops::shape::Mask;
 use crate::ops::unary::Unary;
+use crate::parallel;
 use crate::tape::{Arena, Arg, Inputs, NodeId, Tape, new_handle, push};
-use crate::value::{Dtype, Shape, Value};
+use crate::value::{Array, Dtype, Shape, Value};
 
 /// Adds a contribution to a gradient slot, in place when the slot owns its buffer.
 pub(crate) fn add_into(slot: &mut Option<Value>, contribution: Contribution<Value>) -> Result<()> {
@@ -29,19 +30,16 @@ pub(crate) fn add_into(slot: &mut Option<Value>, contribution: Contribution<Valu
         (None, Contribution::Scatter { gather, piece }) => {
             *slot = Some(crate::ops::index::scatter(&gather, &piece)?);
         }
-        (Some(acc), Contribution::Dense(g)) => match (acc, &g) {
-            (Value::F32(a), Value::F32(g)) if a.shape() == g.shape() => a
-                .make_mut()?
-                .iter_mut()
-                .zip(g.as_slice())
-                .for_each(|(a, &g)| *a += g),
-            (Value::F64(a), Value::F64(g)) if a.shape() == g.shape() => a
-                .make_mut()?
-                .iter_mut()
-                .zip(g.as_slice())
-                .for_each(|(a, &g)| *a += g),
-            (acc, _) => *acc = Binary::Add.forward(acc, &g)?,
-        },
+        (Some(acc), Contribution::Dense(mut g)) => {
+            let added = match (&mut *acc, &mut g) {
+                (Value::F32(a), Value::F32(g)) => add_in_place(a, g),
+                (Value::F64(a), Value::F64(g)) => add_in_place(a, g),
+                _ => false,
+            };
+            if !added {
+                *acc = Binary::Add.forward(acc, &g)?;
+            }
+        }
         (Some(acc), Contribution::Scatter { gather, piece }) => match (acc, &piece) {
             (Value::F32(a), Value::F32(p)) => scatter_add(&gather, p.as_slice(), a.make_mut()?),
             (Value::F64(a), Value::F64(p)) => scatter_add(&gather, p.as_slice(), a.make_mut()?),
@@ -49,6 +47,28 @@ pub(crate) fn add_into(slot: &mut Option<Value>, contribution: Contribution<Valu
         },
     }
     Ok(())
+}
+
+/// `acc += g` written into whichever of the two owns its buffer alone (addition
+/// commutes, so either order gives the same bits); false when neither does, or the
+/// shapes differ.
+fn add_in_place<T: Float>(acc: &mut Array<T>, g: &mut Array<T>) -> bool {
+    if acc.shape() != g.shape() {
+        return false;
+    }
+    if acc.unique_mut().is_none() {
+        std::mem::swap(acc, g);
+    }
+    let from = g.as_slice();
+    let Some(to) = acc.unique_mut() else {
+        return false;
+    };
+    let len = to.len();
+    parallel::for_each_chunk(to, parallel::CHUNK, len, |start, chunk| {
+        let from = from.get(start..).unwrap_or_default();
+        chunk.iter_mut().zip(from).for_each(|(a, &g)| *a = *a + g);
+    });
+    true
 }
 
 /// What one node of a sweep needs: its op, its inputs, its output and which inputs

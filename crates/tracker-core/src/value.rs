@@ -366,20 +366,22 @@ impl<T: Float> Array<T> {
     /// # }
     /// ```
     pub fn make_mut(&mut self) -> Result<&mut [T]> {
-        if let Data::Shared(arc) = &self.data {
-            let unique = matches!(arc.as_ref(), Buffer::Owned(_)) && Arc::strong_count(arc) == 1;
-            if !unique {
-                let v = try_collect(arc.as_slice().iter().copied(), "copy")?;
-                self.data = Data::Shared(Arc::new(Buffer::Owned(v)));
-            }
+        if self.unique_mut().is_none() {
+            let v = try_collect(self.as_slice().iter().copied(), "copy")?;
+            self.data = Data::Shared(Arc::new(Buffer::Owned(v)));
         }
+        self.unique_mut().ok_or_else(|| Error::Usage {
+            message: "internal: copy on write failed".into(),
+        })
+    }
+
+    /// The elements for writing when this value is their only owner (no copy made).
+    pub(crate) fn unique_mut(&mut self) -> Option<&mut [T]> {
         match &mut self.data {
-            Data::Scalar(v) => Ok(std::slice::from_mut(v)),
+            Data::Scalar(v) => Some(std::slice::from_mut(v)),
             Data::Shared(arc) => match Arc::get_mut(arc) {
-                Some(Buffer::Owned(v)) => Ok(v.as_mut_slice()),
-                _ => Err(Error::Usage {
-                    message: "internal: copy on write failed".into(),
-                }),
+                Some(Buffer::Owned(v)) => Some(v.as_mut_slice()),
+                _ => None,
             },
         }
     }

@@ -44,6 +44,12 @@ macro_rules! binary_ops {
         pub enum Binary { $(#[doc = concat!("NumPy's `", $name, "`.")] $variant),* }
 
         impl Binary {
+    /// Whether the gradient for input `side` is `dy` itself (before it is summed back
+    /// to the input's shape).
+    fn passes_dy(self, side: usize) -> bool {
+        matches!((self, side), (Binary::Add, _) | (Binary::Sub, 0))
+    }
+
             /// Every binary op, for coverage tests.
             ///
             /// ```
@@ -279,6 +285,10 @@ pub(crate) fn pullback<B: Backend>(
     need2: bool,
 ) -> Result<Contributions<B::A>> {
     each_input(b, &[(x1, need1), (x2, need2)], |b, side| {
+        if op.passes_dy(side) {
+            // Shared, not copied: gradients are copied before they are written to.
+            return Ok(dy.clone());
+        }
         b.binary_rule(op, side, [x1, x2], y, dy)
     })
 }
