@@ -367,8 +367,7 @@ impl<T: Float> Array<T> {
     /// ```
     pub fn make_mut(&mut self) -> Result<&mut [T]> {
         if self.unique_mut().is_none() {
-            let v = try_collect(self.as_slice().iter().copied(), "copy")?;
-            self.data = Data::Shared(Arc::new(Buffer::Owned(v)));
+            self.data = self.map(|v| v)?.data;
         }
         self.unique_mut().ok_or_else(|| Error::Usage {
             message: "internal: copy on write failed".into(),
@@ -448,8 +447,12 @@ impl<T: Float> Array<T> {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn map(&self, f: impl Fn(T) -> T) -> Result<Self> {
-        let out = try_collect(self.as_slice().iter().map(|&v| f(v)), "map")?;
+    pub fn map(&self, f: impl Fn(T) -> T + Sync) -> Result<Self> {
+        let input = self.as_slice();
+        let out = crate::parallel::filled(input.len(), "map", |start, out| {
+            let chunk = input.get(start..start + out.len()).unwrap_or_default();
+            chunk.iter().for_each(|&v| out.extend_from_array(&[f(v)]));
+        })?;
         Self::from_vec(&self.shape, out)
     }
 
