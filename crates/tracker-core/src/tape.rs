@@ -1058,6 +1058,24 @@ impl Arg {
             Arg::Value(v) => v.clone(),
         }
     }
+
+    /// `f` of the argument's value, without cloning it (for its size or dtype).
+    ///
+    /// ```
+    /// use tracker_core::{Arg, Tracked, Value};
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let x = Tracked::param(Value::from_vec(&[2], vec![1.0, 2.0])?);
+    /// assert_eq!(Arg::Tracked(x).with_value(Value::len), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_value<R>(&self, f: impl FnOnce(&Value) -> R) -> R {
+        match self {
+            Arg::Tracked(t) => t.with_value(f),
+            Arg::Value(v) => f(v),
+        }
+    }
 }
 
 /// What an op returns: tracked, or a plain value when nothing is recorded (`no_grad`,
@@ -1602,7 +1620,7 @@ fn tidy(tape: &Tape, alone: bool) {
 fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
     let target = unifies_dtypes(&op).then(|| {
         args.iter()
-            .map(|a| a.value().dtype())
+            .map(|a| a.with_value(Value::dtype))
             .fold(Dtype::F32, Dtype::promote)
     });
     let (grad_enabled, anomaly) = STATE.with(|s| {

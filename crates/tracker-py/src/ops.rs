@@ -15,7 +15,7 @@ use tracker_core::ops::index::{IndexItem, plan};
 use tracker_core::ops::reduce::{Reduce, cumprod, normalize_axes};
 use tracker_core::ops::shape::{Mask, resolve_shape};
 use tracker_core::ops::unary::Unary;
-use tracker_core::{Arg, Dtype, Live, Op, Output, Shape, Tracked, apply};
+use tracker_core::{Arg, Dtype, Live, Op, Output, Shape, Tracked, Value, apply};
 
 use crate::convert::{arg_from_py, arg_or_raise, numpy, output_to_py};
 use crate::errors::IntoPyResult;
@@ -26,7 +26,7 @@ const DETACH_ABOVE: usize = 1 << 16;
 
 /// Applies `op` and hands the result to Python; large ops release the GIL meanwhile.
 pub fn run(py: Python<'_>, op: Op, args: &[Arg]) -> PyResult<Py<PyAny>> {
-    let work: usize = args.iter().map(|a| a.value().len()).sum();
+    let work: usize = args.iter().map(|a| a.with_value(Value::len)).sum();
     let out = if work > DETACH_ABOVE {
         py.detach(|| apply(op, args))
     } else {
