@@ -30,7 +30,7 @@
 //! ```
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::thread::ThreadId;
@@ -244,11 +244,40 @@ pub struct Tape {
 
 static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(1);
 
+/// The most nodes whose room a dropped tape hands on.
+const SPARE_MAX: usize = 1 << 16;
+
+thread_local! {
+    /// The emptied node vector of a tape dropped on this thread: the next tape (each
+    /// `gradient` call records on a new one) starts with its room, instead of growing
+    /// and copying its arena anew.
+    static SPARE_NODES: Cell<Vec<Node>> = const { Cell::new(Vec::new()) };
+}
+
+impl Drop for Tape {
+    fn drop(&mut self) {
+        let arena = self.arena.get_mut().unwrap_or_else(|e| e.into_inner());
+        let mut nodes = std::mem::take(&mut arena.nodes);
+        // Dropping nodes may drop other tapes: `SPARE_NODES` is not borrowed meanwhile.
+        nodes.clear();
+        if nodes.capacity() <= SPARE_MAX {
+            let _ = SPARE_NODES.try_with(|spare| {
+                let old = spare.take();
+                spare.set(if old.capacity() >= nodes.capacity() {
+                    old
+                } else {
+                    nodes
+                });
+            });
+        }
+    }
+}
+
 impl Tape {
     fn new() -> Arc<Tape> {
         Arc::new(Tape {
             arena: Mutex::new(Arena {
-                nodes: Vec::new(),
+                nodes: SPARE_NODES.try_with(Cell::take).unwrap_or_default(),
                 epoch: 0,
                 live: 0,
                 locations: Vec::new(),
