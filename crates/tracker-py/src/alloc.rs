@@ -9,10 +9,10 @@
 //! call paid to fault in (and zero) all of its pages anew: about 40% of the time of a
 //! 10^5-element workload. Kept blocks are handed out again for exactly the same layout.
 
-use std::alloc::{GlobalAlloc, Layout};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use mimalloc::MiMalloc as Base;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Blocks from this size up are kept; smaller ones stay in the allocator's own bins…
 const LARGE: usize = 1 << 18;
@@ -111,14 +111,22 @@ impl Cached {
     }
 }
 
-// Safety: every block comes from `Base` with the layout it is freed with; a kept block
-// is handed out only for the layout it was allocated with.
+/// Where blocks of `size` bytes come from: the system for those over [`HUGE`] (glibc
+/// maps each such block and unmaps it when freed, so a freed 80 MB value leaves the
+/// process at once, where mimalloc would hold it a while), mimalloc for the rest.
+fn base(size: usize) -> &'static dyn GlobalAlloc {
+    if size > HUGE { &System } else { &Base }
+}
+
+// Safety: every block comes from `base(size)` for its size; a kept block is handed out
+// only for the layout it was allocated with; `realloc` moves a block between the two
+// bases by hand.
 unsafe impl GlobalAlloc for Cached {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if let Some(ptr) = self.take(layout) {
             return ptr;
         }
-        unsafe { Base.alloc(layout) }
+        unsafe { base(layout.size()).alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
@@ -126,18 +134,30 @@ unsafe impl GlobalAlloc for Cached {
             unsafe { ptr.write_bytes(0, layout.size()) };
             return ptr;
         }
-        unsafe { Base.alloc_zeroed(layout) }
+        unsafe { base(layout.size()).alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if Self::keeps(layout) {
             self.keep(ptr, layout);
         } else {
-            unsafe { Base.dealloc(ptr, layout) }
+            unsafe { base(layout.size()).dealloc(ptr, layout) }
         }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        unsafe { Base.realloc(ptr, layout, new_size) }
+        if (layout.size() > HUGE) == (new_size > HUGE) {
+            return unsafe { base(new_size).realloc(ptr, layout, new_size) };
+        }
+        // Safety: the caller guarantees `new_size`, rounded up to the alignment, fits.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        let new = unsafe { self.alloc(new_layout) };
+        if !new.is_null() {
+            unsafe {
+                std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+        }
+        new
     }
 }
