@@ -101,13 +101,13 @@ pub(crate) struct Arena {
 
 impl Arena {
     /// Empties the arena (its handles become stale) and returns the old nodes, for the
-    /// caller to drop once the lock is released.
-    fn retire(&mut self, capacity: usize) -> Vec<Node> {
+    /// caller to [`recycle`] once the lock is released.
+    fn retire(&mut self) -> Vec<Node> {
         self.epoch += 1;
         self.live = 0;
         self.locations.clear();
         self.compact_at = COMPACT_MIN;
-        std::mem::replace(&mut self.nodes, Vec::with_capacity(capacity))
+        std::mem::replace(&mut self.nodes, spare_nodes())
     }
 
     /// Removes the nodes no sweep can reach any more, while handles keep others alive: the
@@ -244,32 +244,41 @@ pub struct Tape {
 
 static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(1);
 
-/// The most nodes whose room a dropped tape hands on.
+/// The most nodes whose room a retired arena hands on.
 const SPARE_MAX: usize = 1 << 16;
 
 thread_local! {
-    /// The emptied node vector of a tape dropped on this thread: the next tape (each
-    /// `gradient` call records on a new one) starts with its room, instead of growing
-    /// and copying its arena anew.
+    /// An emptied node vector of an arena retired on this thread: the next arena (each
+    /// `gradient` call records on a new tape) starts with its room, instead of growing
+    /// and copying its nodes anew.
     static SPARE_NODES: Cell<Vec<Node>> = const { Cell::new(Vec::new()) };
+}
+
+/// The spare node vector, or a new one.
+fn spare_nodes() -> Vec<Node> {
+    SPARE_NODES.try_with(Cell::take).unwrap_or_default()
+}
+
+/// Drops `nodes` (with no lock held: that may run Python code, or drop other tapes)
+/// and keeps the emptied vector for the next arena, if it is the roomiest yet.
+fn recycle(mut nodes: Vec<Node>) {
+    nodes.clear();
+    if nodes.capacity() <= SPARE_MAX {
+        let _ = SPARE_NODES.try_with(|spare| {
+            let old = spare.take();
+            spare.set(if old.capacity() >= nodes.capacity() {
+                old
+            } else {
+                nodes
+            });
+        });
+    }
 }
 
 impl Drop for Tape {
     fn drop(&mut self) {
         let arena = self.arena.get_mut().unwrap_or_else(|e| e.into_inner());
-        let mut nodes = std::mem::take(&mut arena.nodes);
-        // Dropping nodes may drop other tapes: `SPARE_NODES` is not borrowed meanwhile.
-        nodes.clear();
-        if nodes.capacity() <= SPARE_MAX {
-            let _ = SPARE_NODES.try_with(|spare| {
-                let old = spare.take();
-                spare.set(if old.capacity() >= nodes.capacity() {
-                    old
-                } else {
-                    nodes
-                });
-            });
-        }
+        recycle(std::mem::take(&mut arena.nodes));
     }
 }
 
@@ -277,7 +286,7 @@ impl Tape {
     fn new() -> Arc<Tape> {
         Arc::new(Tape {
             arena: Mutex::new(Arena {
-                nodes: SPARE_NODES.try_with(Cell::take).unwrap_or_default(),
+                nodes: spare_nodes(),
                 epoch: 0,
                 live: 0,
                 locations: Vec::new(),
@@ -1623,8 +1632,7 @@ fn tidy(tape: &Tape, alone: bool) {
             return;
         }
         if arena.live == 0 {
-            let capacity = arena.nodes.capacity();
-            (arena.retire(capacity), Vec::new(), true)
+            (arena.retire(), Vec::new(), true)
         } else if alone {
             let (removed, touched) = arena.trim(tape.id);
             (removed, touched, false)
@@ -1634,7 +1642,7 @@ fn tidy(tape: &Tape, alone: bool) {
     };
     drop(touched);
     if cleared {
-        drop(removed);
+        recycle(removed);
         retired(tape);
         return;
     }
@@ -2220,8 +2228,8 @@ impl Scope {
         if !self.nest {
             // Retire the scope's tape: escaped handles become stale. The nodes are
             // dropped after the lock is released.
-            let old = self.tape.lock().retire(0);
-            drop(old);
+            let old = self.tape.lock().retire();
+            recycle(old);
             retired(&self.tape);
         }
         if outer.is_empty() {
