@@ -747,7 +747,7 @@ impl Tracked {
     /// # }
     /// ```
     pub fn shape(&self) -> Shape {
-        self.with_value(|v| v.shape().into())
+        self.with_value(|v| crate::value::copy_shape(v.shape()))
     }
 
     /// The value's dtype.

@@ -125,10 +125,34 @@ enum Data<T> {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone)]
 pub struct Array<T> {
     shape: Shape,
     data: Data<T>,
+}
+
+impl<T: Clone> Clone for Array<T> {
+    /// Shares the buffer and copies the shape: values are cloned on every op and at
+    /// every step of a sweep, and `SmallVec`'s own clone goes through its generic
+    /// `extend` (5% of a loop of scalar ops).
+    fn clone(&self) -> Self {
+        Array {
+            shape: copy_shape(&self.shape),
+            data: self.data.clone(),
+        }
+    }
+}
+
+/// `shape` copied: a fixed-length copy of the inline room when it fits there.
+pub(crate) fn copy_shape(shape: &[usize]) -> Shape {
+    const INLINE: usize = 4;
+    if shape.len() > INLINE {
+        return Shape::from_slice(shape);
+    }
+    let mut room = [0; INLINE];
+    for (k, d) in room.iter_mut().enumerate() {
+        *d = shape.get(k).copied().unwrap_or(0);
+    }
+    Shape::from_buf_and_len(room, shape.len())
 }
 
 /// The number of elements of `shape`, or an error when it overflows.
