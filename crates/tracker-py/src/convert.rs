@@ -4,9 +4,7 @@
 
 use std::ptr::NonNull;
 
-use numpy::{
-    Element, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
-};
+use numpy::{Element, PyArrayDescrMethods, PyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -127,14 +125,15 @@ fn float_dtype(op: &str, kind: char, itemsize: usize, like: Option<Dtype>) -> Py
     }
 }
 
-fn borrow_typed<T: Element + Float>(array: Bound<'_, PyAny>) -> PyResult<Array<T>> {
-    let array = array.cast_into::<PyArrayDyn<T>>()?;
-    let shape = array.shape().to_vec();
-    let Some(ptr) = NonNull::new(array.data()) else {
+fn borrow_typed<T: Float>(array: Bound<'_, PyUntypedArray>) -> PyResult<Array<T>> {
+    let shape: tracker_core::Shape = array.shape().into();
+    // SAFETY: `array` is a live NumPy array; its data pointer is read, not followed.
+    let data = unsafe { (*array.as_array_ptr()).fields.data }.cast::<T>();
+    let Some(ptr) = NonNull::new(data) else {
         return Array::from_vec(&shape, Vec::new()).py();
     };
-    // SAFETY: the array is C-contiguous, aligned and native (checked by the caller), and
-    // the owner (a reference to the array) keeps the memory alive.
+    // SAFETY: the caller checked that the array is C-contiguous, aligned, native and
+    // holds `T`s, and the owner (a reference to the array) keeps the memory alive.
     unsafe { Array::borrowed(&shape, ptr, Box::new(array.unbind())) }.py()
 }
 
@@ -163,19 +162,19 @@ pub fn array_value(obj: &Bound<'_, PyAny>, like: Option<Dtype>, op: &str) -> PyR
         let copied = np.getattr("array")?.call((array,), Some(&kwargs))?;
         array = copied.cast_into::<PyUntypedArray>()?;
     }
-    let shape = array.shape().to_vec();
-    if shape.len() > MAX_DIMS {
+    if array.ndim() > MAX_DIMS {
+        let shape = array.shape().to_vec();
         // Borrowed flat (a view for a contiguous array), then given its shape back.
         let flat = array.call_method0("ravel")?.cast_into::<PyUntypedArray>()?;
         let value = match dtype {
-            Dtype::F32 => Value::F32(borrow_typed(flat.into_any())?),
-            Dtype::F64 => Value::F64(borrow_typed(flat.into_any())?),
+            Dtype::F32 => Value::F32(borrow_typed(flat)?),
+            Dtype::F64 => Value::F64(borrow_typed(flat)?),
         };
         return value.reshaped(&shape).py();
     }
     Ok(match dtype {
-        Dtype::F32 => Value::F32(borrow_typed(array.into_any())?),
-        Dtype::F64 => Value::F64(borrow_typed(array.into_any())?),
+        Dtype::F32 => Value::F32(borrow_typed(array)?),
+        Dtype::F64 => Value::F64(borrow_typed(array)?),
     })
 }
 
