@@ -110,6 +110,13 @@ impl Arena {
         std::mem::replace(&mut self.nodes, spare_nodes())
     }
 
+    /// Whether [`tidy`] has something to do: no sweep is under way, and either no handle
+    /// refers to a node (the arena is cleared) or, `alone` on the thread's top-level
+    /// tape, nodes may be unreachable.
+    fn untidy(&self, alone: bool) -> bool {
+        self.sweeps == 0 && !self.nodes.is_empty() && (self.live == 0 || alone)
+    }
+
     /// Removes the nodes no sweep can reach any more, while handles keep others alive: the
     /// dead tail at once, and every unreachable node when the arena has doubled since it
     /// was last compacted. A sweep starts at a live handle's unconsumed node and follows
@@ -1628,16 +1635,14 @@ pub fn apply_extern(rule: Arc<dyn Extern>, args: &[Arg], value: Value) -> Result
 fn tidy(tape: &Tape, alone: bool) {
     let (removed, touched, cleared) = {
         let mut arena = tape.lock();
-        if arena.sweeps > 0 || arena.nodes.is_empty() {
+        if !arena.untidy(alone) {
             return;
         }
         if arena.live == 0 {
             (arena.retire(), Vec::new(), true)
-        } else if alone {
+        } else {
             let (removed, touched) = arena.trim(tape.id);
             (removed, touched, false)
-        } else {
-            return;
         }
     };
     drop(touched);
@@ -1692,8 +1697,12 @@ fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
         (tape, top, top && s.frames.len() == 1)
     });
     let mut outer = Vec::new();
-    tidy(&tape, alone);
     let mut arena = tape.lock();
+    if arena.untidy(alone) {
+        drop(arena);
+        tidy(&tape, alone);
+        arena = tape.lock();
+    }
     let mut ids = Inputs::new();
     let mut values: SmallVec<[Value; 2]> = SmallVec::new();
     let mut needs_grad = false;

@@ -206,13 +206,16 @@ pub fn arg_from_py(obj: &Bound<'_, PyAny>, like: Option<Dtype>, op: &str) -> PyR
 
 /// Like [`arg_from_py`], but unsupported types raise.
 pub fn arg_or_raise(obj: &Bound<'_, PyAny>, like: Option<Dtype>, op: &str) -> PyResult<Arg> {
-    arg_from_py(obj, like, op)?.ok_or_else(|| {
-        PyTypeError::new_err(format!(
-            "{op}: unsupported operand of type {}",
-            obj.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
-        ))
-    })
+    arg_from_py(obj, like, op)?.ok_or_else(|| unsupported(obj, op))
+}
+
+/// The error for an operand of a type tracker does not take.
+pub fn unsupported(obj: &Bound<'_, PyAny>, op: &str) -> PyErr {
+    PyTypeError::new_err(format!(
+        "{op}: unsupported operand of type {}",
+        obj.get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    ))
 }

@@ -17,7 +17,7 @@ use tracker_core::ops::shape::{Mask, resolve_shape};
 use tracker_core::ops::unary::Unary;
 use tracker_core::{Arg, Dtype, Live, Op, Output, Shape, Tracked, Value, apply};
 
-use crate::convert::{arg_from_py, arg_or_raise, numpy, output_to_py};
+use crate::convert::{arg_from_py, arg_or_raise, numpy, output_to_py, unsupported};
 use crate::errors::IntoPyResult;
 use crate::tracked::tracked_of;
 
@@ -35,9 +35,29 @@ pub fn run(py: Python<'_>, op: Op, args: &[Arg]) -> PyResult<Py<PyAny>> {
     output_to_py(py, out.py()?)
 }
 
-/// The dtype weak Python scalars take next to `obj` (a tracked value's).
-fn like(obj: &Bound<'_, PyAny>) -> Option<Dtype> {
-    tracked_of(obj).map(|t| t.dtype())
+/// The operands of a binary op, each `None` when tracker does not take its type. A
+/// Python number takes the dtype of the tracked operand (NEP 50's weak scalars).
+fn operands(
+    a: &Bound<'_, PyAny>,
+    b: &Bound<'_, PyAny>,
+    op: &str,
+) -> PyResult<(Option<Arg>, Option<Arg>)> {
+    let (ta, tb) = (tracked_of(a), tracked_of(b));
+    let like = ta.as_ref().or(tb.as_ref()).map(Tracked::dtype);
+    let operand = |obj, tracked: Option<Tracked>| match tracked {
+        Some(t) => Ok(Some(Arg::Tracked(t))),
+        None => arg_from_py(obj, like, op),
+    };
+    Ok((operand(a, ta)?, operand(b, tb)?))
+}
+
+/// Both operands of a binary op, or the error naming the one tracker does not take.
+fn operands_or_raise(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>, op: &str) -> PyResult<[Arg; 2]> {
+    match operands(a, b, op)? {
+        (Some(x), Some(y)) => Ok([x, y]),
+        (None, _) => Err(unsupported(a, op)),
+        (_, None) => Err(unsupported(b, op)),
+    }
 }
 
 /// `a <op> b`; `NotImplemented` for operand types tracker does not take.
@@ -47,11 +67,7 @@ pub fn binary(
     a: &Bound<'_, PyAny>,
     b: &Bound<'_, PyAny>,
 ) -> PyResult<Py<PyAny>> {
-    let dtype = like(a).or_else(|| like(b));
-    let (Some(x), Some(y)) = (
-        arg_from_py(a, dtype, op.name())?,
-        arg_from_py(b, dtype, op.name())?,
-    ) else {
+    let (Some(x), Some(y)) = operands(a, b, op.name())? else {
         return Ok(py.NotImplemented());
     };
     run(py, Op::Binary(op), &[x, y])
@@ -62,11 +78,7 @@ pub fn unary(py: Python<'_>, op: Unary, x: &Tracked) -> PyResult<Py<PyAny>> {
 }
 
 pub fn matmul(py: Python<'_>, a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-    let dtype = like(a).or_else(|| like(b));
-    let (Some(x), Some(y)) = (
-        arg_from_py(a, dtype, "matmul")?,
-        arg_from_py(b, dtype, "matmul")?,
-    ) else {
+    let (Some(x), Some(y)) = operands(a, b, "matmul")? else {
         return Ok(py.NotImplemented());
     };
     run(py, Op::Matmul, &[x, y])
@@ -186,10 +198,11 @@ pub fn select(
         shape: shape.into(),
         bits,
     };
-    let dtype = like(a).or_else(|| like(b));
-    let x = arg_or_raise(a, dtype, "where")?;
-    let y = arg_or_raise(b, dtype, "where")?;
-    run(py, Op::Where(mask.into()), &[x, y])
+    run(
+        py,
+        Op::Where(mask.into()),
+        &operands_or_raise(a, b, "where")?,
+    )
 }
 
 /// An integer array's shape and its values in row-major order, read from any array-like.
@@ -751,9 +764,7 @@ fn outer(
     a: &Bound<'_, PyAny>,
     b: &Bound<'_, PyAny>,
 ) -> PyResult<Py<PyAny>> {
-    let dtype = like(a).or_else(|| like(b));
-    let a = arg_or_raise(a, dtype, op.name())?;
-    let b = arg_or_raise(b, dtype, op.name())?;
+    let [a, b] = operands_or_raise(a, b, op.name())?;
     let mut shape: Shape = a.value().shape().into();
     shape.extend(std::iter::repeat_n(1, b.value().shape().len()));
     let a = Live.reshape(&a, &shape).py()?;
