@@ -4,6 +4,7 @@
 //! when set, sets OpenBLAS's thread count too.
 
 use std::ffi::c_int;
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 use pyo3::prelude::*;
@@ -35,7 +36,13 @@ static ROUTINES: OnceLock<(Cblas<f64>, Cblas<f32>)> = OnceLock::new();
 
 /// `c = op(a) @ op(b)` through `routine`, as `p` describes it; false (nothing done) when
 /// the slices do not hold the operands.
-fn gemm<T: Copy + From<u8>>(routine: Cblas<T>, p: &Product, a: &[T], b: &[T], c: &mut [T]) -> bool {
+fn gemm<T: Copy + From<u8>>(
+    routine: Cblas<T>,
+    p: &Product,
+    a: &[T],
+    b: &[T],
+    c: &mut [MaybeUninit<T>],
+) -> bool {
     let &Product { m, k, n, ta, tb } = p;
     let holds = |len: usize, rows: usize, cols: usize| rows.checked_mul(cols) == Some(len);
     if !(holds(a.len(), m, k) && holds(b.len(), k, n) && holds(c.len(), m, n)) || k == 0 {
@@ -50,7 +57,8 @@ fn gemm<T: Copy + From<u8>>(routine: Cblas<T>, p: &Product, a: &[T], b: &[T], c:
     let flag = |t: bool| if t { TRANS } else { NO_TRANS };
     // SAFETY: the slices hold exactly m×k, k×n and m×n elements (checked above), row-major
     // and contiguous, stored as `p` says with leading dimensions lda, ldb and n, as this
-    // call describes them; `c` is borrowed mutably and overlaps neither operand.
+    // call describes them; `c` is borrowed mutably and overlaps neither operand, and with
+    // beta = 0 the routine writes it without reading it.
     unsafe {
         routine(
             ROW_MAJOR,
@@ -65,18 +73,18 @@ fn gemm<T: Copy + From<u8>>(routine: Cblas<T>, p: &Product, a: &[T], b: &[T], c:
             b.as_ptr(),
             ldb.max(1),
             T::from(0),
-            c.as_mut_ptr(),
+            c.as_mut_ptr().cast::<T>(),
             n64.max(1),
         )
     };
     true
 }
 
-fn dgemm(p: &Product, a: &[f64], b: &[f64], c: &mut [f64]) -> bool {
+fn dgemm(p: &Product, a: &[f64], b: &[f64], c: &mut [MaybeUninit<f64>]) -> bool {
     ROUTINES.get().is_some_and(|r| gemm(r.0, p, a, b, c))
 }
 
-fn sgemm(p: &Product, a: &[f32], b: &[f32], c: &mut [f32]) -> bool {
+fn sgemm(p: &Product, a: &[f32], b: &[f32], c: &mut [MaybeUninit<f32>]) -> bool {
     ROUTINES.get().is_some_and(|r| gemm(r.1, p, a, b, c))
 }
 

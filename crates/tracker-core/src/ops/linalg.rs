@@ -26,6 +26,7 @@
 //! `inv` and `solve`, and in the pullbacks that need an inverse (`slogdet` at a singular
 //! matrix, `qr` of a rank-deficient one); `det`'s pullback switches to the SVD there.
 
+use std::mem::MaybeUninit;
 use std::sync::{Arc, OnceLock};
 
 use ndarray::{ArrayView2, ArrayViewMut2, linalg::general_mat_mul};
@@ -37,7 +38,7 @@ use crate::op::{Backend, Contribution, Contributions, Op, each_input};
 use crate::ops::binary::Binary;
 use crate::ops::decomp::{self, Failure, Mat};
 use crate::ops::index::{IndexItem, plan};
-use crate::value::{Array, Dtype, Shape, Value, alloc, reserve, size_of};
+use crate::value::{Array, Dtype, Shape, Value, reserve, size_of};
 
 // -- matmul ---------------------------------------------------------------------------
 
@@ -59,31 +60,35 @@ pub struct Product {
 }
 
 /// A matrix product an embedding can supply (the BLAS NumPy links, say): `c = op(a) @
-/// op(b)` as [`Product`] describes. Returns whether it ran; if not, matrixmultiply's
-/// runs instead.
+/// op(b)` as [`Product`] describes. Returns whether it ran, having then written every
+/// element of `c`; if not, matrixmultiply's runs instead. `c` starts uninitialised (a
+/// BLAS with `beta = 0` never reads it), so that no pass zeroes it first.
 ///
 /// ```
+/// use std::mem::MaybeUninit;
+///
 /// use tracker_core::{Gemm, Product};
 ///
 /// /// The textbook triple loop, for small products.
-/// fn naive(p: &Product, a: &[f64], b: &[f64], c: &mut [f64]) -> bool {
+/// fn naive(p: &Product, a: &[f64], b: &[f64], c: &mut [MaybeUninit<f64>]) -> bool {
 ///     let at = |i: usize, l: usize| if p.ta { a[l * p.m + i] } else { a[i * p.k + l] };
 ///     let bt = |l: usize, j: usize| if p.tb { b[j * p.k + l] } else { b[l * p.n + j] };
 ///     for i in 0..p.m {
 ///         for j in 0..p.n {
-///             c[i * p.n + j] = (0..p.k).map(|l| at(i, l) * bt(l, j)).sum();
+///             c[i * p.n + j].write((0..p.k).map(|l| at(i, l) * bt(l, j)).sum());
 ///         }
 ///     }
 ///     true
 /// }
 ///
 /// let gemm: Gemm<f64> = naive;
-/// let mut c = [0.0; 1];
+/// let mut c = [MaybeUninit::uninit(); 1];
 /// let p = Product { m: 1, k: 2, n: 1, ta: false, tb: true };
 /// assert!(gemm(&p, &[1.0, 2.0], &[3.0, 4.0], &mut c));
-/// assert_eq!(c, [11.0]);
+/// // SAFETY: `naive` returned true, having written every element.
+/// assert_eq!(unsafe { c[0].assume_init() }, 11.0);
 /// ```
-pub type Gemm<T> = fn(product: &Product, a: &[T], b: &[T], c: &mut [T]) -> bool;
+pub type Gemm<T> = fn(product: &Product, a: &[T], b: &[T], c: &mut [MaybeUninit<T>]) -> bool;
 
 static GEMM: OnceLock<(Gemm<f64>, Gemm<f32>)> = OnceLock::new();
 
@@ -91,14 +96,15 @@ static GEMM: OnceLock<(Gemm<f64>, Gemm<f32>)> = OnceLock::new();
 /// are ignored). Without them, matrixmultiply's run.
 ///
 /// ```rust,standalone_crate
+/// use std::mem::MaybeUninit;
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 ///
-/// use tracker_core::{Tracked, Value, set_gemm};
+/// use tracker_core::{Product, Tracked, Value, set_gemm};
 ///
 /// static CALLS: AtomicUsize = AtomicUsize::new(0);
 ///
 /// /// Counts the products, leaving each to matrixmultiply (returns false).
-/// fn counting<T>(_p: &tracker_core::Product, _a: &[T], _b: &[T], _c: &mut [T]) -> bool {
+/// fn counting<T>(_p: &Product, _a: &[T], _b: &[T], _c: &mut [MaybeUninit<T>]) -> bool {
 ///     CALLS.fetch_add(1, Ordering::SeqCst);
 ///     false
 /// }
@@ -220,7 +226,8 @@ fn matmul_typed<T: Float + ndarray::LinalgScalar>(
     let p = matmul_plan(&swapped(a.shape(), ta), &swapped(b.shape(), tb))?;
     let (m, k, n) = (p.m, p.k, p.n);
     let count = size_of(&p.batch, "matmul")?;
-    let mut out = alloc(size_of(&p.out, "matmul")?, <T as Float>::zero(), "matmul")?;
+    let len = size_of(&p.out, "matmul")?;
+    let mut out: Vec<T> = reserve(len, "matmul")?;
     if m * n == 0 {
         return Array::from_vec(&p.out, out);
     }
@@ -233,7 +240,7 @@ fn matmul_typed<T: Float + ndarray::LinalgScalar>(
     }
     for ((ia, ib), c) in pairs
         .into_iter()
-        .zip(out.chunks_exact_mut(m * n))
+        .zip(out.spare_capacity_mut().chunks_exact_mut(m * n))
         .take(count)
     {
         let a = a
@@ -258,11 +265,17 @@ fn matmul_typed<T: Float + ndarray::LinalgScalar>(
         } else {
             view(b, [k, n])?
         };
+        c.fill(MaybeUninit::new(<T as Float>::zero()));
+        // SAFETY: every element was just initialised.
+        let c = unsafe { &mut *(std::ptr::from_mut(c) as *mut [T]) };
         let mut cv = ArrayViewMut2::from_shape([m, n], c)
             .map_err(|e| shape_error("matmul", e.to_string()))?;
         // Shapes are checked above, so the product cannot panic.
         general_mat_mul(<T as Float>::one(), &av, &bv, <T as Float>::zero(), &mut cv);
     }
+    // SAFETY: the `count` chunks of m·n cover the `len` elements, and each was written
+    // in full by `rank_one`, the installed GEMM (when it returned true) or the fallback.
+    unsafe { out.set_len(len) };
     Array::from_vec(&p.out, out)
 }
 
@@ -276,7 +289,7 @@ fn uniform<T: Float>(s: &[T]) -> Option<T> {
 /// of a `sum`, on its way back through a product): the product is then rank one, each
 /// entry the sum of a row of `op(a)` or a column of `op(b)` times that value, in O(mk +
 /// kn + mn) instead of O(mkn). Returns whether it applied.
-fn rank_one<T: Float>(p: &Product, a: &[T], b: &[T], c: &mut [T]) -> bool {
+fn rank_one<T: Float>(p: &Product, a: &[T], b: &[T], c: &mut [MaybeUninit<T>]) -> bool {
     let &Product { m, k, n, ta, tb } = p;
     if m.saturating_mul(k).saturating_mul(n) < 1 << 15 || m == 0 || n == 0 {
         return false;
@@ -305,10 +318,9 @@ fn rank_one<T: Float>(p: &Product, a: &[T], b: &[T], c: &mut [T]) -> bool {
         return false;
     };
     for (i, row) in c.chunks_exact_mut(n).enumerate() {
-        if across_rows {
-            row.fill(sums.get(i).copied().unwrap_or(T::zero()));
-        } else {
-            row.copy_from_slice(sums.get(..n).unwrap_or(&[]));
+        for (j, entry) in row.iter_mut().enumerate() {
+            let sum = sums.get(if across_rows { i } else { j });
+            entry.write(sum.copied().unwrap_or(T::zero()));
         }
     }
     true
