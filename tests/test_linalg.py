@@ -742,3 +742,23 @@ def test_complete_qr_of_a_tall_matrix_gives_values_without_gradient() -> None:
     assert q.shape == qn.shape and r.shape == rn.shape
     np.testing.assert_allclose(q @ r, TALL, atol=1e-12)
     np.testing.assert_allclose(q.T @ q, np.eye(q.shape[0]), atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (np.ones((3, 0)), np.ones((0, 4))),  # no inner dimension: zeros, written by hand
+        (np.ones((2, 0, 3)), np.ones((3, 5))),  # an empty batch of rows
+        (np.arange(64 * 48.0).reshape(64, 48), np.full((48, 40), 0.5)),  # rank one
+        (np.full((40, 48), -2.0), np.arange(48 * 64.0).reshape(48, 64)),  # rank one, left
+    ],
+)
+def test_matmul_writes_every_element_of_its_output(a: np.ndarray, b: np.ndarray) -> None:
+    # The output starts uninitialised: a stale element would show here.
+    for _ in range(3):
+        assert_close(tr.data(tr.param(a) @ tr.param(b)), a @ b, rtol=1e-14, atol=0)
+    ga, gb = tr.gradient(lambda a, b: np.sum(a @ b), a, b)
+    # d/da[..., i, l] = sum_j b[l, j];  d/db[l, j] = sum over the batch and i of a[..., i, l]
+    assert_close(ga, np.broadcast_to(b.sum(axis=-1), a.shape))
+    column_sums = a.sum(axis=tuple(range(a.ndim - 1)))
+    assert_close(gb, np.broadcast_to(column_sums[:, None], b.shape))
