@@ -213,9 +213,14 @@ pub fn arg_or_raise(obj: &Bound<'_, PyAny>, like: Option<Dtype>, op: &str) -> Py
 pub fn unsupported(obj: &Bound<'_, PyAny>, op: &str) -> PyErr {
     PyTypeError::new_err(format!(
         "{op}: unsupported operand of type {}",
-        obj.get_type()
-            .name()
-            .map(|n| n.to_string())
-            .unwrap_or_default()
+        type_name(obj)
     ))
+}
+
+/// The name of `obj`'s type, for error messages.
+pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default()
 }

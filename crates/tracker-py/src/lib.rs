@@ -29,10 +29,7 @@ fn tracked_arg(x: &Bound<'_, PyAny>, function: &str) -> PyResult<Tracked> {
     tracked_of(x).ok_or_else(|| {
         PyTypeError::new_err(format!(
             "{function}: expected a tracked value (made with tr.param), got {}",
-            x.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
+            convert::type_name(x)
         ))
     })
 }
