@@ -92,8 +92,9 @@ trait Walk {
         slot: &mut Option<<Self::B as Arrays>::A>,
         c: Contribution<<Self::B as Arrays>::A>,
     ) -> Result<()>;
-    /// Called after a node's pullback: a consuming sweep frees its saved value here.
-    fn done(&mut self, id: NodeId);
+    /// Called after a node's pullback (whose op is `op`): a consuming sweep frees what
+    /// it has not freed yet here.
+    fn done(&mut self, id: NodeId, op: &Op);
     /// A leaf reached with a gradient.
     fn leaf(&mut self, id: NodeId, g: &<Self::B as Arrays>::A) -> Result<()>;
     /// The tape being swept (for anomaly reports).
@@ -175,7 +176,7 @@ fn sweep<W: Walk>(
                 walk.accumulate(slot, c)?;
             }
         }
-        walk.done(id);
+        walk.done(id, &step.op);
     }
     Ok(grads)
 }
@@ -206,7 +207,7 @@ impl Walk for EagerWalk<'_> {
     }
 
     fn step(&mut self, id: NodeId) -> Result<Option<Step<Value>>> {
-        let arena = self.tape.lock();
+        let mut arena = self.tape.lock();
         if arena.epoch != self.epoch {
             return Err(cleared());
         }
@@ -233,15 +234,26 @@ impl Walk for EagerWalk<'_> {
             }
             needs.push(input.is_some_and(|n| n.needs_grad));
         }
-        let y = node
-            .value
-            .clone()
-            .ok_or(Error::Consumed { op: node.op.name() })?;
+        let (op, input_ids) = (node.op.clone(), node.inputs.clone());
+        let consumed = Error::Consumed { op: op.name() };
+        // A consuming sweep passes the node now, taking its value rather than copying
+        // it, so that `done` need not lock again; an external rule's node waits for its
+        // pullback to have run before it is released.
+        let y = match arena.nodes.get_mut(id) {
+            Some(node) if self.consume && !matches!(op, Op::Extern(_)) => {
+                let handles = node.handles as usize;
+                node.consumed = true;
+                let y = node.value.take();
+                arena.live = arena.live.saturating_sub(handles);
+                y
+            }
+            node => node.and_then(|n| n.value.clone()),
+        };
         Ok(Some(Step {
-            op: node.op.clone(),
+            op,
             inputs,
-            input_ids: node.inputs.clone(),
-            y,
+            input_ids,
+            y: y.ok_or(consumed)?,
             needs,
         }))
     }
@@ -250,8 +262,8 @@ impl Walk for EagerWalk<'_> {
         add_into(slot, c)
     }
 
-    fn done(&mut self, id: NodeId) {
-        if !self.consume {
+    fn done(&mut self, id: NodeId, op: &Op) {
+        if !self.consume || !matches!(op, Op::Extern(_)) {
             return;
         }
         let (value, rule) = {
@@ -712,7 +724,7 @@ impl Walk for RecordWalk<'_, '_> {
         Ok(())
     }
 
-    fn done(&mut self, _id: NodeId) {}
+    fn done(&mut self, _id: NodeId, _op: &Op) {}
 
     fn tape(&self) -> &Tape {
         self.rec.tape
