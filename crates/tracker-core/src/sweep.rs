@@ -71,6 +71,17 @@ fn add_in_place<T: Float>(acc: &mut Array<T>, g: &mut Array<T>) -> bool {
     true
 }
 
+/// Marks node `id` passed by a consuming sweep: consumed, its handles no longer live.
+/// Returns its value, for the caller to drop once the lock is released.
+fn pass(arena: &mut Arena, id: NodeId) -> Option<Value> {
+    let node = arena.nodes.get_mut(id)?;
+    node.consumed = true;
+    let handles = node.handles as usize;
+    let value = node.value.take();
+    arena.live = arena.live.saturating_sub(handles);
+    value
+}
+
 /// What one node of a sweep needs: its op, its inputs, its output and which inputs
 /// want a gradient.
 struct Step<A> {
@@ -239,15 +250,10 @@ impl Walk for EagerWalk<'_> {
         // A consuming sweep passes the node now, taking its value rather than copying
         // it, so that `done` need not lock again; an external rule's node waits for its
         // pullback to have run before it is released.
-        let y = match arena.nodes.get_mut(id) {
-            Some(node) if self.consume && !matches!(op, Op::Extern(_)) => {
-                let handles = node.handles as usize;
-                node.consumed = true;
-                let y = node.value.take();
-                arena.live = arena.live.saturating_sub(handles);
-                y
-            }
-            node => node.and_then(|n| n.value.clone()),
+        let y = if self.consume && !matches!(op, Op::Extern(_)) {
+            pass(&mut arena, id)
+        } else {
+            arena.nodes.get(id).and_then(|n| n.value.clone())
         };
         Ok(Some(Step {
             op,
@@ -263,32 +269,14 @@ impl Walk for EagerWalk<'_> {
     }
 
     fn done(&mut self, id: NodeId, op: &Op) {
-        if !self.consume || !matches!(op, Op::Extern(_)) {
+        // Other nodes were passed by `step` already.
+        let (true, Op::Extern(rule)) = (self.consume, op) else {
             return;
-        }
-        let (value, rule) = {
-            let mut arena = self.tape.lock();
-            let mut freed = (None, None);
-            let mut handles = 0;
-            if let Some(node) = arena.nodes.get_mut(id) {
-                node.consumed = true;
-                handles = node.handles as usize;
-                freed = (
-                    node.value.take(),
-                    match &node.op {
-                        Op::Extern(rule) => Some(rule.clone()),
-                        _ => None,
-                    },
-                );
-            }
-            arena.live = arena.live.saturating_sub(handles);
-            freed
         };
+        let value = pass(&mut self.tape.lock(), id);
         // Freed after the lock is released: either may hold Python objects.
         drop(value);
-        if let Some(rule) = rule {
-            rule.release();
-        }
+        rule.release();
     }
 
     fn tape(&self) -> &Tape {

@@ -44,12 +44,6 @@ macro_rules! binary_ops {
         pub enum Binary { $(#[doc = concat!("NumPy's `", $name, "`.")] $variant),* }
 
         impl Binary {
-    /// Whether the gradient for input `side` is `dy` itself (before it is summed back
-    /// to the input's shape).
-    fn passes_dy(self, side: usize) -> bool {
-        matches!((self, side), (Binary::Add, _) | (Binary::Sub, 0))
-    }
-
             /// Every binary op, for coverage tests.
             ///
             /// ```
@@ -194,6 +188,12 @@ macro_rules! binary_ops {
 }
 
 impl Binary {
+    /// Whether the gradient for input `side` is `dy` itself (before it is summed back
+    /// to the input's shape).
+    fn passes_dy(self, side: usize) -> bool {
+        matches!((self, side), (Binary::Add, _) | (Binary::Sub, 0))
+    }
+
     /// Whether this is `a ** 2` with one exponent: computed as `a·a` (bit for bit what
     /// `powf` gives) in a loop that vectorises, which `powf`'s test of each exponent
     /// prevents.
