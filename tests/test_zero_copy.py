@@ -186,3 +186,48 @@ def test_non_native_constants_keep_their_values(make):
     assert_array_equal(tr.data(x @ constant), [[4.0, 6.0], [4.0, 6.0]])
     tr.back(np.sum(x * constant))
     assert_array_equal(tr.grad(x), [[1.0, 2.0], [3.0, 4.0]])
+
+
+def test_gradients_never_share_the_callers_memory():
+    # A product with a sum's seed hands the other operand back as the gradient, and an
+    # addition passes its seed on: neither may be an array the caller can still change.
+    x0 = np.array([1.0, 2.0, 3.0])
+    constant = np.array([4.0, 5.0, 6.0])
+    (g,) = tr.gradient(lambda x: np.sum(x * constant), x0)
+    seed = np.array([7.0, 8.0, 9.0])
+    _, back = tr.forward(lambda x: x + 1.0, x0)
+    (g_seeded,) = back(seed)
+    p = tr.param(x0)
+    tr.back(p + 1.0, seed)
+    for gradient, caller in [(g, constant), (g_seeded, seed), (tr.grad(p), seed)]:
+        assert not np.shares_memory(gradient, caller)
+    constant += 1.0
+    seed += 1.0
+    assert_array_equal(g, [4.0, 5.0, 6.0])
+    assert_array_equal(g_seeded, [7.0, 8.0, 9.0])
+    assert_array_equal(tr.grad(p), [7.0, 8.0, 9.0])
+
+
+def test_product_with_a_sums_seed_shares_the_other_operand():
+    # d sum(a * b) / da is b itself: no copy is made of a value the tape owns.
+    x = tr.param(np.linspace(0.0, 1.0, 1000))
+    w = tr.param(np.linspace(1.0, 2.0, 1000))
+    tr.back(np.sum(x * w))
+    assert np.shares_memory(tr.grad(x), tr.data(w))
+    assert_array_equal(tr.grad(x), tr.data(w))
+    assert_array_equal(tr.grad(w), tr.data(x))
+
+
+@pytest.mark.parametrize("seed_first", [True, False])
+def test_a_seed_written_to_is_no_longer_taken_as_one_value(seed_first):
+    # y's gradient starts as the ones of sum(y) (when that sum is swept first) and is
+    # then added to in place; exp's rule must read what it then holds, not the ones.
+    x0 = np.linspace(-1.0, 1.0, 1000)
+    c = np.cos(x0)
+
+    def f(x):
+        y = np.exp(x)
+        return np.sum(y * c) + np.sum(y) if seed_first else np.sum(y) + np.sum(y * c)
+
+    (g,) = tr.gradient(f, x0)
+    np.testing.assert_allclose(g, np.exp(x0) * (1.0 + c), rtol=1e-14)

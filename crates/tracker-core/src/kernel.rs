@@ -26,8 +26,8 @@ pub fn zip<T: Float, const N: usize>(
 /// over [`Num`] run on, so that each of their operations is one short loop. Long
 /// outputs are cut into chunks that run in parallel.
 ///
-/// Inputs that already have `out_shape` (or a single element) are read directly; the
-/// others are walked through broadcast offsets. The lanes past the end of the last
+/// Inputs that already have `out_shape` (or a single element, or one value throughout)
+/// are read directly; the others are walked through broadcast offsets. The lanes past the end of the last
 /// chunk hold ones, and their results are dropped.
 pub fn zip_lanes<T: Float, const N: usize>(
     op: &'static str,
@@ -36,7 +36,8 @@ pub fn zip_lanes<T: Float, const N: usize>(
     f: impl Fn([Lanes<T>; N]) -> Lanes<T> + Sync,
 ) -> Result<Array<T>> {
     let len = size_of(out_shape, op)?;
-    let slices = inputs.map(|a| a.as_slice());
+    // An input known to hold one value throughout is read as that value, broadcast.
+    let slices = inputs.map(|a| a.uniform().map_or(a.as_slice(), std::slice::from_ref));
     if out_shape.is_empty() {
         // A 0-d result is stored inline: no buffer to allocate.
         let args = slices.map(|s| Lanes::load(s, 0));
@@ -63,7 +64,11 @@ pub fn zip_lanes<T: Float, const N: usize>(
             return;
         }
         let mut walks = inputs.map(|a| {
-            let shape = a.shape();
+            let shape = if a.uniform().is_some() {
+                &[]
+            } else {
+                a.shape()
+            };
             let (lead, last) = shape.split_at(shape.len().saturating_sub(1));
             let step = last.first().copied().unwrap_or(1);
             (

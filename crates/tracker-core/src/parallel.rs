@@ -199,13 +199,18 @@ impl<T: Copy + Default> Slots<'_, T> {
         }
     }
 
-    /// Writes the default value into the slots left, so that all are initialised.
-    fn finish(&mut self) {
+    /// Writes `value` into every slot left.
+    pub(crate) fn fill(&mut self, value: T) {
         let left = self.slots.get_mut(self.written..).unwrap_or_default();
         left.iter_mut().for_each(|slot| {
-            slot.write(T::default());
+            slot.write(value);
         });
         self.written = self.slots.len();
+    }
+
+    /// Writes the default value into the slots left, so that all are initialised.
+    fn finish(&mut self) {
+        self.fill(T::default());
     }
 }
 

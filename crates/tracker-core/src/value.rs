@@ -78,6 +78,9 @@ impl Dtype {
 /// Storage shared between a value, the tape and NumPy views.
 pub(crate) enum Buffer<T> {
     Owned(Vec<T>),
+    /// Owned, and known to hold one value throughout (a broadcast seed): kernels read
+    /// that value instead of the elements, and products with it take shortcuts.
+    Filled(Vec<T>),
     /// Memory owned elsewhere; `owner` keeps it alive and unchanged while this exists.
     Borrowed {
         ptr: NonNull<T>,
@@ -95,7 +98,7 @@ unsafe impl<T: Send + Sync> Sync for Buffer<T> {}
 impl<T> Buffer<T> {
     fn as_slice(&self) -> &[T] {
         match self {
-            Buffer::Owned(v) => v,
+            Buffer::Owned(v) | Buffer::Filled(v) => v,
             // SAFETY: the owner guarantees `len` readable, aligned elements at `ptr`
             // for as long as it lives, and it lives as long as `self`.
             Buffer::Borrowed { ptr, len, .. } => unsafe {
@@ -308,7 +311,35 @@ impl<T: Float> Array<T> {
             return Ok(Self::scalar(value));
         }
         let len = size_of(shape, op)?;
-        Self::from_vec(shape, alloc(len, value, op)?)
+        let values = crate::parallel::filled(len, op, |_, out| out.fill(value))?;
+        Ok(Array {
+            shape: shape.into(),
+            data: Data::Shared(Arc::new(Buffer::Filled(values))),
+        })
+    }
+
+    /// The one value every element holds, when that is known without reading them: a
+    /// single element's, or that of an array made by [`Array::full`] and not written to
+    /// since.
+    ///
+    /// ```
+    /// use tracker_core::Array;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// assert_eq!(Array::full(&[1000], 1.0f64, "full")?.uniform(), Some(&1.0));
+    /// assert_eq!(Array::from_vec(&[2], vec![1.0f64, 1.0])?.uniform(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn uniform(&self) -> Option<&T> {
+        match &self.data {
+            Data::Scalar(v) => Some(v),
+            Data::Shared(b) => match (&**b, b.as_slice()) {
+                (Buffer::Filled(v), _) => v.first(),
+                (_, [v]) => Some(v),
+                _ => None,
+            },
+        }
     }
 
     /// The length of each axis.
@@ -402,10 +433,17 @@ impl<T: Float> Array<T> {
     pub(crate) fn unique_mut(&mut self) -> Option<&mut [T]> {
         match &mut self.data {
             Data::Scalar(v) => Some(std::slice::from_mut(v)),
-            Data::Shared(arc) => match Arc::get_mut(arc) {
-                Some(Buffer::Owned(v)) => Some(v.as_mut_slice()),
-                _ => None,
-            },
+            Data::Shared(arc) => {
+                let buffer = Arc::get_mut(arc)?;
+                if let Buffer::Filled(v) = buffer {
+                    // Written to, it may no longer hold one value.
+                    *buffer = Buffer::Owned(std::mem::take(v));
+                }
+                match buffer {
+                    Buffer::Owned(v) => Some(v.as_mut_slice()),
+                    _ => None,
+                }
+            }
         }
     }
 
@@ -552,6 +590,12 @@ impl<T: Float> Array<T> {
             (Data::Shared(a), Data::Shared(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
+    }
+
+    /// Whether the elements are memory owned elsewhere (a NumPy array's), which its
+    /// owner may change later: such a buffer is never handed back as a gradient.
+    pub(crate) fn borrows(&self) -> bool {
+        matches!(&self.data, Data::Shared(b) if matches!(**b, Buffer::Borrowed { .. }))
     }
 }
 
@@ -752,6 +796,14 @@ impl Value {
     /// ```
     pub fn copied(&self) -> Result<Value> {
         Ok(map_value!(self, a => a.map(|v| v)?))
+    }
+
+    /// Whether the elements are memory owned elsewhere (see [`Array`]'s `borrows`).
+    pub(crate) fn borrows(&self) -> bool {
+        match self {
+            Value::F32(a) => a.borrows(),
+            Value::F64(a) => a.borrows(),
+        }
     }
 
     /// The same elements under another shape of the same size (no copy).

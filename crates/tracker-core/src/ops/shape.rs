@@ -230,7 +230,11 @@ pub(crate) fn broadcast_to(x: &Value, shape: &[usize]) -> Result<Value> {
             ),
         ));
     }
-    Ok(map_value!(x, a => crate::kernel::zip("broadcast_to", [a], shape, |[v]| v)?))
+    // A broadcast value stays known to be one value (a sum's seed on its way back).
+    Ok(map_value!(x, a => match a.uniform() {
+        Some(&v) => Array::full(shape, v, "broadcast_to")?,
+        None => crate::kernel::zip("broadcast_to", [a], shape, |[v]| v)?,
+    }))
 }
 
 /// The length of `axis` of `shape`, or the error naming `op` when there is no such axis.
