@@ -749,12 +749,13 @@ def test_complete_qr_of_a_tall_matrix_gives_values_without_gradient() -> None:
     [
         (np.ones((3, 0)), np.ones((0, 4))),  # no inner dimension: zeros, written by hand
         (np.ones((2, 0, 3)), np.ones((3, 5))),  # an empty batch of rows
-        (np.arange(64 * 48.0).reshape(64, 48), np.full((48, 40), 0.5)),  # rank one
-        (np.full((40, 48), -2.0), np.arange(48 * 64.0).reshape(48, 64)),  # rank one, left
+        (np.arange(64 * 48.0).reshape(64, 48), np.full((48, 40), 0.5)),
+        (np.full((40, 48), -2.0), np.arange(48 * 64.0).reshape(48, 64)),
     ],
 )
 def test_matmul_writes_every_element_of_its_output(a: np.ndarray, b: np.ndarray) -> None:
-    # The output starts uninitialised: a stale element would show here.
+    # The output starts uninitialised: a stale element would show here. The gradients'
+    # products with the sum's seed are rank one, written by hand on either side.
     for _ in range(3):
         assert_close(tr.data(tr.param(a) @ tr.param(b)), a @ b, rtol=1e-14, atol=0)
     ga, gb = tr.gradient(lambda a, b: np.sum(a @ b), a, b)

@@ -38,10 +38,10 @@ pub fn zip_lanes<T: Float, const N: usize>(
     let len = size_of(out_shape, op)?;
     // An input known to hold one value throughout is read as that value, broadcast.
     let slices = inputs.map(|a| a.uniform().map_or(a.as_slice(), std::slice::from_ref));
-    if out_shape.is_empty() {
-        // A 0-d result is stored inline: no buffer to allocate.
+    if out_shape.is_empty() || inputs.iter().all(|a| a.uniform().is_some()) {
+        // One value throughout (0-d results are stored inline): computed once.
         let args = slices.map(|s| Lanes::load(s, 0));
-        return Ok(Array::scalar(f(args).0[0]));
+        return Array::full(out_shape, f(args).0[0], op);
     }
     let direct = slices.iter().all(|s| s.len() == len || s.len() == 1);
     // Broadcast inputs are read a row (the output's last axis) at a time: along a row

@@ -234,6 +234,8 @@ fn matmul_typed<T: Float + ndarray::LinalgScalar>(
     let (abatch, _) = split_matrix(&p.a2);
     let (bbatch, _) = split_matrix(&p.b2);
     let pairs = batch_pairs(abatch, bbatch, &p.batch);
+    // An operand known to hold one value throughout (a sum's seed on its way back).
+    let (ua, ub) = (a.uniform().copied(), b.uniform().copied());
     let bad = || shape_error("matmul", "internal: a batch out of range");
     fn view<T>(s: &[T], d: [usize; 2]) -> Result<ArrayView2<'_, T>> {
         ArrayView2::from_shape(d, s).map_err(|e| shape_error("matmul", e.to_string()))
@@ -252,7 +254,9 @@ fn matmul_typed<T: Float + ndarray::LinalgScalar>(
             .get(ib * k * n..(ib + 1) * k * n)
             .ok_or_else(bad)?;
         let product = Product { m, k, n, ta, tb };
-        if rank_one(&product, a, b, c) || gemm.is_some_and(|g| k > 0 && g(&product, a, b, c)) {
+        if rank_one(&product, (a, ua), (b, ub), c)
+            || gemm.is_some_and(|g| k > 0 && g(&product, a, b, c))
+        {
             continue;
         }
         let av = if ta {
@@ -279,22 +283,21 @@ fn matmul_typed<T: Float + ndarray::LinalgScalar>(
     Array::from_vec(&p.out, out)
 }
 
-/// The element every entry of `s` equals, if they are all one value.
-fn uniform<T: Float>(s: &[T]) -> Option<T> {
-    let first = *s.first()?;
-    s.iter().all(|&v| v == first).then_some(first)
-}
-
-/// `c = op(a) @ op(b)` when `a` or `b` has a single value throughout (the broadcast seed
-/// of a `sum`, on its way back through a product): the product is then rank one, each
-/// entry the sum of a row of `op(a)` or a column of `op(b)` times that value, in O(mk +
-/// kn + mn) instead of O(mkn). Returns whether it applied.
-fn rank_one<T: Float>(p: &Product, a: &[T], b: &[T], c: &mut [MaybeUninit<T>]) -> bool {
+/// `c = op(a) @ op(b)` when `a` or `b` holds one value throughout (`ua`, `ub`: the
+/// broadcast seed of a `sum`, on its way back through a product): the product is then
+/// rank one, each entry the sum of a row of `op(a)` or a column of `op(b)` times that
+/// value, in O(mk + kn + mn) instead of O(mkn). Returns whether it applied.
+fn rank_one<T: Float>(
+    p: &Product,
+    (a, ua): (&[T], Option<T>),
+    (b, ub): (&[T], Option<T>),
+    c: &mut [MaybeUninit<T>],
+) -> bool {
     let &Product { m, k, n, ta, tb } = p;
     if m.saturating_mul(k).saturating_mul(n) < 1 << 15 || m == 0 || n == 0 {
         return false;
     }
-    let (sums, across_rows) = if let Some(v) = uniform(b) {
+    let (sums, across_rows) = if let Some(v) = ub {
         // Entry (i, j) is the sum of row i of op(a), times v.
         (
             if ta {
@@ -304,7 +307,7 @@ fn rank_one<T: Float>(p: &Product, a: &[T], b: &[T], c: &mut [MaybeUninit<T>]) -
             },
             true,
         )
-    } else if let Some(v) = uniform(a) {
+    } else if let Some(v) = ua {
         // Entry (i, j) is the sum of column j of op(b), times v.
         (
             if tb {
@@ -326,10 +329,10 @@ fn rank_one<T: Float>(p: &Product, a: &[T], b: &[T], c: &mut [MaybeUninit<T>]) -
     true
 }
 
-/// Each row of the row-major `s` (rows of `width`) summed, its entries times `v` first.
+/// Each row of the row-major `s` (rows of `width`) summed, times `v`.
 fn row_sums<T: Float>(s: &[T], width: usize, v: T) -> Vec<T> {
     s.chunks_exact(width)
-        .map(|row| row.iter().fold(T::zero(), |acc, &x| acc + x * v))
+        .map(|row| super::reduce::sum_run(row) * v)
         .collect()
 }
 

@@ -307,6 +307,11 @@ impl Slabs {
     }
 }
 
+/// The sum of a contiguous run, as `sum` adds it.
+pub(crate) fn sum_run<T: Float>(run: &[T]) -> T {
+    fold_run(run, T::zero(), |a, b| a + b)
+}
+
 /// The fold of a contiguous run: blocks of it in lanes, combined pairwise.
 fn fold_run<T: Float>(run: &[T], init: T, combine: impl Combine<T>) -> T {
     if run.len() < ACCUMULATORS {
