@@ -126,7 +126,7 @@ pub use api::{Live, gradient, hessian, hvp};
 pub use error::{Error, Payload, Result};
 pub use op::{Extern, Op};
 pub use ops::linalg::{Gemm, Product, set_gemm};
-pub use parallel::num_threads;
+pub use parallel::{cores_busy_for, num_threads};
 pub use tape::{
     Arg, GraphNode, Output, Param, Scope, Tape, Tracked, apply, apply_extern, backward,
     current_tape, enter_scope, reset_thread_tape, set_anomaly, set_grad_enabled,

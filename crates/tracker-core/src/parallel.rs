@@ -22,6 +22,8 @@
 
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
@@ -87,10 +89,43 @@ fn pool() -> Option<&'static ThreadPool> {
 
 /// The pool, for `work` elements of work, when splitting them is worth it.
 fn pool_for(work: usize) -> Option<&'static ThreadPool> {
-    if work < PARALLEL_MIN {
+    if work < PARALLEL_MIN || cores_taken() {
         return None;
     }
     pool()
+}
+
+/// Until when (in nanoseconds from [`clock_start`]) another library's threads keep the
+/// other cores busy; see [`cores_busy_for`].
+static BUSY_UNTIL: AtomicU64 = AtomicU64::new(0);
+
+/// The instant the clock of [`BUSY_UNTIL`] counts from.
+fn clock_start() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+/// Says that another library's threads keep the other cores busy for `duration` from
+/// now: until then, large loops run on the calling thread alone. A BLAS's idle workers
+/// spin this way after each multithreaded call (OpenBLAS's for about 0.1 s), and a
+/// loop split across the pool would wait on the half that shares a core with them
+/// (W7, the backward pass of two matrix products, is 12% faster without the split).
+///
+/// ```
+/// use std::time::Duration;
+///
+/// tracker_core::cores_busy_for(Duration::from_millis(1));
+/// ```
+pub fn cores_busy_for(duration: Duration) {
+    let until = clock_start().elapsed().saturating_add(duration);
+    let nanos = u64::try_from(until.as_nanos()).unwrap_or(u64::MAX);
+    BUSY_UNTIL.fetch_max(nanos, Ordering::Relaxed);
+}
+
+/// Whether [`cores_busy_for`]'s time is not over yet.
+fn cores_taken() -> bool {
+    let until = BUSY_UNTIL.load(Ordering::Relaxed);
+    until != 0 && u128::from(until) > clock_start().elapsed().as_nanos()
 }
 
 /// `a()` and `b()`, side by side on the pool when `work` elements make it worth it.
@@ -240,6 +275,14 @@ mod tests {
         // Slots left unwritten hold the default value.
         let v = filled(10, "test", |_, slots| slots.extend_from_slice(&[7, 7]));
         assert_eq!(v.ok(), Some(vec![7, 7, 0, 0, 0, 0, 0, 0, 0, 0]));
+    }
+
+    #[test]
+    fn loops_stay_on_the_calling_thread_while_the_cores_are_busy() {
+        cores_busy_for(Duration::from_millis(300));
+        assert!(pool_for(usize::MAX).is_none());
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(pool_for(usize::MAX).is_some(), pool().is_some());
     }
 
     #[test]

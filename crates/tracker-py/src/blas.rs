@@ -6,6 +6,7 @@
 use std::ffi::c_int;
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use pyo3::prelude::*;
 use tracker_core::Product;
@@ -32,7 +33,33 @@ const ROW_MAJOR: c_int = 101;
 const NO_TRANS: c_int = 111;
 const TRANS: c_int = 112;
 
-static ROUTINES: OnceLock<(Cblas<f64>, Cblas<f32>)> = OnceLock::new();
+/// The library's routines: the two GEMMs and `openblas_get_num_threads`.
+struct Routines {
+    dgemm: Cblas<f64>,
+    sgemm: Cblas<f32>,
+    threads: unsafe extern "C" fn() -> c_int,
+}
+
+static ROUTINES: OnceLock<Routines> = OnceLock::new();
+
+/// How long OpenBLAS's idle workers spin after a multithreaded call before they sleep:
+/// 2^28 cycles of the time-stamp counter (its default `OPENBLAS_THREAD_TIMEOUT`), 0.107 s
+/// measured here (2.5 GHz).
+const SPIN: Duration = Duration::from_millis(100);
+
+/// OpenBLAS runs a product on the calling thread below this many multiply-adds (m·n·k):
+/// 65536 times its `GEMM_MULTITHREAD_THRESHOLD` of 4.
+const SINGLE_THREADED: usize = 65536 * 4;
+
+/// Tells the engine when OpenBLAS's workers will spin after a product of `p`'s size, so
+/// that its loops leave them their cores meanwhile.
+fn after_product(routines: &Routines, p: &Product) {
+    // SAFETY: scipy-openblas's openblas_get_num_threads takes nothing and returns an int.
+    let threads = unsafe { (routines.threads)() };
+    if threads > 1 && p.m.saturating_mul(p.n).saturating_mul(p.k) >= SINGLE_THREADED {
+        tracker_core::cores_busy_for(SPIN);
+    }
+}
 
 /// `c = op(a) @ op(b)` through `routine`, as `p` describes it; false (nothing done) when
 /// the slices do not hold the operands.
@@ -81,11 +108,19 @@ fn gemm<T: Copy + From<u8>>(
 }
 
 fn dgemm(p: &Product, a: &[f64], b: &[f64], c: &mut [MaybeUninit<f64>]) -> bool {
-    ROUTINES.get().is_some_and(|r| gemm(r.0, p, a, b, c))
+    ROUTINES.get().is_some_and(|r| {
+        let done = gemm(r.dgemm, p, a, b, c);
+        after_product(r, p);
+        done
+    })
 }
 
 fn sgemm(p: &Product, a: &[f32], b: &[f32], c: &mut [MaybeUninit<f32>]) -> bool {
-    ROUTINES.get().is_some_and(|r| gemm(r.1, p, a, b, c))
+    ROUTINES.get().is_some_and(|r| {
+        let done = gemm(r.sgemm, p, a, b, c);
+        after_product(r, p);
+        done
+    })
 }
 
 /// Uses the scipy-openblas library at `path` (NumPy's own, already loaded by NumPy) for
@@ -98,7 +133,8 @@ pub fn use_blas(path: &str) -> bool {
     // SAFETY: `tracker` passes only the OpenBLAS bundled with NumPy, which NumPy has
     // loaded already, so loading it again runs no initialisation; the symbols looked up
     // are scipy-openblas's cblas_dgemm and cblas_sgemm with 64-bit integers, whose C
-    // signature `Cblas` spells out, and its openblas_set_num_threads(int).
+    // signature `Cblas` spells out, its openblas_get_num_threads() and its
+    // openblas_set_num_threads(int).
     let routines = unsafe {
         let Ok(library) = libloading::Library::new(path) else {
             return false;
@@ -109,7 +145,10 @@ pub fn use_blas(path: &str) -> bool {
         let s = library
             .get::<Cblas<f32>>(b"scipy_cblas_sgemm64_\0")
             .map(|s| *s);
-        let (Ok(d), Ok(s)) = (d, s) else {
+        let threads = library
+            .get::<unsafe extern "C" fn() -> c_int>(b"scipy_openblas_get_num_threads64_\0")
+            .map(|s| *s);
+        let (Ok(dgemm), Ok(sgemm), Ok(threads)) = (d, s, threads) else {
             return false;
         };
         // One knob for all the threads: TRACKER_NUM_THREADS, when set, is OpenBLAS's
@@ -122,7 +161,11 @@ pub fn use_blas(path: &str) -> bool {
         }
         // The routines live as long as the process: the library is never unloaded.
         std::mem::forget(library);
-        (d, s)
+        Routines {
+            dgemm,
+            sgemm,
+            threads,
+        }
     };
     let _ = ROUTINES.set(routines);
     tracker_core::set_gemm(dgemm, sgemm);
