@@ -103,6 +103,19 @@ def test_out_into_an_array_refuses():
     assert np.array_equal(out, [0.0, 0.0])
 
 
+def test_out_of_a_unary_ufunc_refuses_after_plain_calls():
+    # Plain calls of a unary ufunc take a shortcut; keywords must still be checked.
+    x = tr.param([1.0, 2.0])
+    for _ in range(2):
+        np.testing.assert_allclose(tr.data(np.exp(x)), np.exp([1.0, 2.0]))
+    out = np.zeros(2)
+    with pytest.raises(TypeError, match="out="):
+        np.exp(x, out=out)
+    with pytest.raises(TypeError, match="where="):
+        np.exp(x, where=np.array([True, False]))
+    assert np.array_equal(out, [0.0, 0.0])
+
+
 def test_out_in_a_reduction_refuses():
     x = tr.param([1.0, 2.0])
     with pytest.raises(TypeError) as excinfo:

@@ -8,6 +8,7 @@ use pyo3::IntoPyObjectExt;
 use pyo3::exceptions::{PyIndexError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyEllipsis, PyInt, PyNone, PySlice, PyString, PyTuple};
 use tracker_core::op::Arrays;
 use tracker_core::ops::binary::Binary;
@@ -544,6 +545,28 @@ const COMPARISONS: &[&str] = &[
     "logical_xor",
 ];
 
+/// The ufuncs found to be unary ops of tracker's, keyed by the ufunc, with the op's
+/// index in `Unary::ALL`: finding one by its name was a third of a call's cost.
+static UNARY_UFUNCS: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+
+/// The unary op `ufunc` computes, if it is one of tracker's (and not SciPy's).
+fn unary_ufunc(py: Python<'_>, ufunc: &Bound<'_, PyAny>) -> PyResult<Option<Unary>> {
+    let known = UNARY_UFUNCS
+        .get_or_try_init(py, || Ok::<_, PyErr>(PyDict::new(py).unbind()))?
+        .bind(py);
+    if let Some(index) = known.get_item(ufunc)? {
+        return Ok(Unary::ALL.get(index.extract::<usize>()?).copied());
+    }
+    let name = ufunc.getattr(intern!(py, "__name__"))?;
+    let name = name.cast::<PyString>()?.to_str()?;
+    let op = ufunc_unary(name).filter(|_| crate::special::from_ufunc(name).is_none());
+    // Only ufuncs that are ops are kept: a program may make any number of others.
+    if let Some(index) = op.and_then(|op| Unary::ALL.iter().position(|&u| u == op)) {
+        known.set_item(ufunc, index)?;
+    }
+    Ok(op)
+}
+
 /// `__array_ufunc__`: NumPy's ufuncs on tracked operands.
 pub fn array_ufunc(
     py: Python<'_>,
@@ -552,6 +575,15 @@ pub fn array_ufunc(
     inputs: &Bound<'_, PyTuple>,
     kwargs: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Py<PyAny>> {
+    // The common case first: a unary ufunc called on a tracked value, no keywords.
+    if method == "__call__"
+        && inputs.len() == 1
+        && kwargs.is_none_or(|k| k.is_empty())
+        && let Some(op) = unary_ufunc(py, ufunc)?
+        && let Some(x) = tracked_of(&inputs.get_item(0)?)
+    {
+        return unary(py, op, &x);
+    }
     let name = ufunc.getattr(intern!(py, "__name__"))?;
     let name = name.cast::<PyString>()?.to_str()?;
     let arg = |k: usize| inputs.get_item(k);
