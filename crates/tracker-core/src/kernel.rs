@@ -74,34 +74,22 @@ struct Plan<'a, T, const N: usize> {
 
 impl<T: Float, const N: usize> Plan<'_, T, N> {
     /// The output, written in chunks (in parallel when long) by loops compiled for AVX2
-    /// where the CPU has it (closures inherit their function's target features). Not
-    /// for AVX-512: these loops wait on memory, and 512-bit vectors lower the clock on
-    /// some CPUs (W4 7% slower on a Cascade Lake; `vmath`'s kernels, which compute far
-    /// more per element, are twice as fast with them).
+    /// where the CPU has it ([`vmath::on_avx2`]; a short output is not worth the call).
     fn fill(
         &self,
         len: usize,
         op: &'static str,
         f: &(impl Fn([Lanes<T>; N]) -> Lanes<T> + Sync),
     ) -> Result<Vec<T>> {
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2")]
-            fn avx2<T: Float, const N: usize>(
-                plan: &Plan<'_, T, N>,
-                len: usize,
-                op: &'static str,
-                f: &(impl Fn([Lanes<T>; N]) -> Lanes<T> + Sync),
-            ) -> Result<Vec<T>> {
-                parallel::filled(len, op, |first, out| plan.chunk(f, first, out))
-            }
-            // A short output is not worth the call.
-            if len > 4 * LANES && vmath::Isa::detect() >= vmath::Isa::Avx2 {
-                // SAFETY: the CPU has AVX2.
-                return unsafe { avx2(self, len, op, f) };
-            }
+        if len <= 4 * LANES {
+            return parallel::filled(len, op, |first, out| self.chunk(f, first, out));
         }
-        parallel::filled(len, op, |first, out| self.chunk(f, first, out))
+        parallel::filled(len, op, |first, out| {
+            vmath::on_avx2(
+                #[inline(always)]
+                || self.chunk(f, first, out),
+            )
+        })
     }
 
     #[inline(always)]

@@ -66,7 +66,10 @@ fn add_in_place<T: Float>(acc: &mut Array<T>, g: &mut Array<T>) -> bool {
     let len = to.len();
     parallel::for_each_chunk(to, parallel::CHUNK, len, |start, chunk| {
         let from = from.get(start..).unwrap_or_default();
-        chunk.iter_mut().zip(from).for_each(|(a, &g)| *a = *a + g);
+        crate::vmath::on_avx2(
+            #[inline(always)]
+            || chunk.iter_mut().zip(from).for_each(|(a, &g)| *a = *a + g),
+        );
     });
     true
 }

@@ -330,9 +330,9 @@ fn fold_run<T: Float>(run: &[T], init: T, combine: impl Combine<T>) -> T {
 }
 
 /// The fold of a short run in [`ACCUMULATORS`] independent accumulators (which
-/// vectorises, for the widest vectors the CPU has), combined pairwise at the end.
+/// vectorises, for AVX2 where the CPU has it), combined pairwise at the end.
 fn fold_lanes<T: Float>(run: &[T], init: T, combine: impl Combine<T>) -> T {
-    crate::vmath::on_widest(
+    crate::vmath::on_avx2(
         #[inline(always)]
         || fold_lanes_inline(run, init, combine),
     )
