@@ -26,9 +26,9 @@ pub fn zip<T: Float, const N: usize>(
 /// over [`Num`] run on, so that each of their operations is one short loop. Long
 /// outputs are cut into chunks that run in parallel.
 ///
-/// Inputs that already have `out_shape` (or a single element, or one value throughout)
-/// are read directly; the others are walked through broadcast offsets. The lanes past the end of the last
-/// chunk hold ones, and their results are dropped.
+/// Inputs that already have `out_shape` (or a single element, or one value
+/// throughout) are read directly; the others are walked through broadcast offsets. The
+/// lanes past the end of the last chunk hold ones, and their results are dropped.
 pub fn zip_lanes<T: Float, const N: usize>(
     op: &'static str,
     inputs: [&Array<T>; N],
@@ -36,9 +36,15 @@ pub fn zip_lanes<T: Float, const N: usize>(
     f: impl Fn([Lanes<T>; N]) -> Lanes<T> + Sync,
 ) -> Result<Array<T>> {
     let len = size_of(out_shape, op)?;
-    // An input known to hold one value throughout is read as that value, broadcast.
-    let slices = inputs.map(|a| a.uniform().map_or(a.as_slice(), std::slice::from_ref));
-    if out_shape.is_empty() || inputs.iter().all(|a| a.uniform().is_some()) {
+    // An input known to hold one value throughout is read as that value, broadcast
+    // like a 0-d one: its one element, and no axes.
+    let read = inputs.map(|a| match a.uniform() {
+        Some(v) => (std::slice::from_ref(v), &[][..]),
+        None => (a.as_slice(), a.shape()),
+    });
+    let (slices, shapes) = (read.map(|r| r.0), read.map(|r| r.1));
+    // Here only inputs of one value have no axes (a 0-d one holds one value).
+    if out_shape.is_empty() || shapes.iter().all(|s| s.is_empty()) {
         // One value throughout (0-d results are stored inline): computed once.
         let args = slices.map(|s| Lanes::load(s, 0));
         return Array::full(out_shape, f(args).0[0], op);
@@ -51,7 +57,7 @@ pub fn zip_lanes<T: Float, const N: usize>(
         .get(..out_shape.len().saturating_sub(1))
         .unwrap_or_default();
     let plan = Plan {
-        inputs,
+        shapes,
         slices,
         direct,
         row,
@@ -63,7 +69,8 @@ pub fn zip_lanes<T: Float, const N: usize>(
 
 /// How [`zip_lanes`] reads its inputs.
 struct Plan<'a, T, const N: usize> {
-    inputs: [&'a Array<T>; N],
+    /// The inputs' shapes, empty for one value throughout.
+    shapes: [&'a [usize]; N],
     slices: [&'a [T]; N],
     /// Every input is full size or a single value: no offsets needed.
     direct: bool,
@@ -98,7 +105,7 @@ impl<T: Float, const N: usize> Plan<'_, T, N> {
             direct_chunk(self.slices, f, first, out);
         } else {
             broadcast_chunk(
-                self.inputs,
+                self.shapes,
                 self.slices,
                 (self.row, self.outer),
                 f,
@@ -129,10 +136,11 @@ fn direct_chunk<T: Float, const N: usize>(
 }
 
 /// One chunk of [`zip_lanes`]'s output from `first`, some inputs broadcast: each is
-/// read through offsets a row (`row` elements, under the `outer` axes) at a time.
+/// read through offsets from its shape, a row (`row` elements, under the `outer` axes)
+/// at a time.
 #[inline(always)]
 fn broadcast_chunk<T: Float, const N: usize>(
-    inputs: [&Array<T>; N],
+    shapes: [&[usize]; N],
     slices: [&[T]; N],
     (row, outer): (usize, &[usize]),
     f: &impl Fn([Lanes<T>; N]) -> Lanes<T>,
@@ -140,13 +148,7 @@ fn broadcast_chunk<T: Float, const N: usize>(
     out: &mut Slots<'_, T>,
 ) {
     let end = first + out.len();
-    let mut walks = inputs.map(|a| {
-        // An input of one value throughout broadcasts like a 0-d one.
-        let shape = if a.uniform().is_some() {
-            &[]
-        } else {
-            a.shape()
-        };
+    let mut walks = shapes.map(|shape| {
         let (lead, last) = shape.split_at(shape.len().saturating_sub(1));
         let step = last.first().copied().unwrap_or(1);
         (

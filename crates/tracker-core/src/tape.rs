@@ -1793,10 +1793,12 @@ fn check_loss(y: &Value) -> Result<()> {
 /// The seed of a sweep: `dy` checked against `y`, or ones for a scalar loss.
 fn seed_for(y: &Value, dy: Option<Value>) -> Result<Value> {
     match dy {
-        // A seed lent by the caller is copied: gradients may share it, and the caller
-        // may change it afterwards.
-        Some(dy) if dy.shape() == y.shape() && dy.borrows() => dy.cast(y.dtype())?.copied(),
-        Some(dy) if dy.shape() == y.shape() => dy.cast(y.dtype()),
+        Some(dy) if dy.shape() == y.shape() => {
+            let dy = dy.cast(y.dtype())?;
+            // A seed lent by the caller (not copied by the cast) is copied: gradients
+            // may share it, and the caller may change it afterwards.
+            if dy.borrows() { dy.copied() } else { Ok(dy) }
+        }
         Some(dy) => Err(Error::Loss {
             message: format!(
                 "the seed has shape {:?} but the value has shape {:?}",

@@ -51,19 +51,12 @@ const SPIN: Duration = Duration::from_millis(100);
 /// 65536 times its `GEMM_MULTITHREAD_THRESHOLD` of 4.
 const SINGLE_THREADED: usize = 65536 * 4;
 
-/// Tells the engine when OpenBLAS's workers will spin after a product of `p`'s size, so
-/// that its loops leave them their cores meanwhile.
-fn after_product(routines: &Routines, p: &Product) {
-    // SAFETY: scipy-openblas's openblas_get_num_threads takes nothing and returns an int.
-    let threads = unsafe { (routines.threads)() };
-    if threads > 1 && p.m.saturating_mul(p.n).saturating_mul(p.k) >= SINGLE_THREADED {
-        tracker_core::cores_busy_for(SPIN);
-    }
-}
-
-/// `c = op(a) @ op(b)` through `routine`, as `p` describes it; false (nothing done) when
-/// the slices do not hold the operands.
+/// `c = op(a) @ op(b)` through `routine` (one of `routines`), as `p` describes it;
+/// false (nothing done) when the slices do not hold the operands. A product large
+/// enough for OpenBLAS's threads tells the engine that they will spin after it, so that
+/// its loops leave them their cores meanwhile.
 fn gemm<T: Copy + From<u8>>(
+    routines: &Routines,
     routine: Cblas<T>,
     p: &Product,
     a: &[T],
@@ -104,23 +97,20 @@ fn gemm<T: Copy + From<u8>>(
             n64.max(1),
         )
     };
+    // SAFETY: scipy-openblas's openblas_get_num_threads takes nothing and returns an int.
+    let threads = unsafe { (routines.threads)() };
+    if threads > 1 && m.saturating_mul(n).saturating_mul(k) >= SINGLE_THREADED {
+        tracker_core::cores_busy_for(SPIN);
+    }
     true
 }
 
 fn dgemm(p: &Product, a: &[f64], b: &[f64], c: &mut [MaybeUninit<f64>]) -> bool {
-    ROUTINES.get().is_some_and(|r| {
-        let done = gemm(r.dgemm, p, a, b, c);
-        after_product(r, p);
-        done
-    })
+    ROUTINES.get().is_some_and(|r| gemm(r, r.dgemm, p, a, b, c))
 }
 
 fn sgemm(p: &Product, a: &[f32], b: &[f32], c: &mut [MaybeUninit<f32>]) -> bool {
-    ROUTINES.get().is_some_and(|r| {
-        let done = gemm(r.sgemm, p, a, b, c);
-        after_product(r, p);
-        done
-    })
+    ROUTINES.get().is_some_and(|r| gemm(r, r.sgemm, p, a, b, c))
 }
 
 /// Uses the scipy-openblas library at `path` (NumPy's own, already loaded by NumPy) for
