@@ -510,12 +510,15 @@ impl<T: Float> Array<T> {
     /// # }
     /// ```
     pub fn map(&self, f: impl Fn(T) -> T + Sync) -> Result<Self> {
-        let input = self.as_slice();
-        let out = crate::parallel::filled(input.len(), "map", |start, out| {
-            let chunk = input.get(start..start + out.len()).unwrap_or_default();
-            chunk.iter().for_each(|&v| out.extend_from_array(&[f(v)]));
-        })?;
-        Self::from_vec(&self.shape, out)
+        // Through `map_slices`' blocks, in a loop compiled for AVX2: written element by
+        // element into the output, the loop did not vectorise (a negation of 16384
+        // elements took 23 us, NumPy's 2.6).
+        self.map_slices(|x, y| {
+            crate::vmath::on_avx2(
+                #[inline(always)]
+                || y.iter_mut().zip(x).for_each(|(o, &v)| *o = f(v)),
+            );
+        })
     }
 
     /// A new array of the same shape, written by `f(input, output)` on successive

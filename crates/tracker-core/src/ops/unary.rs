@@ -117,6 +117,7 @@ macro_rules! unary_ops {
                 }
                 match self {
                     $(Unary::$variant => {
+                        #[inline(always)]
                         fn f<T: Real>($x: T) -> T { $forward }
                         x.map(f)
                     })*
