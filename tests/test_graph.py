@@ -38,6 +38,16 @@ def test_show_only_the_ancestry_and_marks_freed_values():
     del unrelated
 
 
+def test_ops_with_one_scalar_constant_share_its_node():
+    x = tr.param(np.array([1.0, 2.0]))
+    t = x[0]
+    y = 3.0 * t + 3.0 * t**2 + (1 - t) ** 2  # constants 3, 2 and 1, each used more than once
+    ops = [re.match(r"%\d+ = (\w+)", line).group(1) for line in shown(y)]
+    assert ops.count("constant") == 3
+    (g,) = tr.gradient(lambda x: 3.0 * x[0] + 3.0 * x[0] ** 2 + (1 - x[0]) ** 2, x.data)
+    assert g.tolist() == [3.0 + 6.0 * 1.0 - 2.0 * 0.0, 0.0]
+
+
 def test_to_dot_is_a_digraph_with_one_edge_per_input():
     a, b = tr.param([1.0]), tr.param([2.0])
     dot = tr.to_dot(a * b + a)

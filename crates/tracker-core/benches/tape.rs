@@ -8,7 +8,9 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion};
-use tracker_core::{Result, Tracked, Value, backward};
+use tracker_core::ops::binary::Binary;
+use tracker_core::ops::index::IndexItem;
+use tracker_core::{Arg, Dtype, Op, Output, Result, Tracked, Value, apply, backward, gradient};
 
 /// Small elementwise ops recorded per call: 333 steps of `tanh(y * a + b)`, then `sum`.
 const STEPS: usize = 333;
@@ -73,6 +75,39 @@ impl Small {
     }
 }
 
+/// Scalars of the scalar-loop case (the Python suite's W6).
+const SCALARS: usize = 100;
+
+/// `c <op> t` for a constant `c`.
+fn with_constant(op: Binary, c: f64, t: &Tracked) -> Result<Tracked> {
+    let c = Arg::Value(Value::scalar(c, Dtype::F64));
+    match apply(Op::Binary(op), &[c, Arg::Tracked(t.clone())])? {
+        Output::Tracked(y) => Ok(y),
+        Output::Value(_) => unreachable!("t is tracked"),
+    }
+}
+
+/// Rosenbrock over the elements of `x`, one scalar at a time, as the Python suite's
+/// W6 writes it: `sum(100 (x[i+1] - x[i]^2)^2 + (1 - x[i])^2)`, forward and backward.
+fn scalar_loop(x: &Value) -> Result<Value> {
+    gradient(
+        |x| {
+            let at = |i: usize| x.index(&[IndexItem::Int(i as isize)]);
+            let mut total = with_constant(Binary::Mul, 0.0, &at(0)?)?;
+            for i in 0..SCALARS - 1 {
+                let (a, b) = (at(i)?, at(i + 1)?);
+                let d = b.sub(&a.powf(2.0)?)?.powf(2.0)?;
+                let e = with_constant(Binary::Sub, 1.0, &at(i)?)?.powf(2.0)?;
+                total = total
+                    .add(&with_constant(Binary::Mul, 100.0, &d)?)?
+                    .add(&e)?;
+            }
+            Ok(total)
+        },
+        x,
+    )
+}
+
 /// `sum(exp(sin(x)) * x**2 + tanh(x))`, forward and backward.
 fn elementwise(x: &Value) -> Result<Value> {
     let p = Tracked::param(x.clone());
@@ -106,6 +141,12 @@ fn benches(c: &mut Criterion) -> Result<()> {
     });
     c.bench_function(&format!("record + sweep {ops} ops on (4,)"), |bench| {
         bench.iter(|| small.gradient())
+    });
+
+    let scalars = vector(SCALARS, 7)?;
+    scalar_loop(&scalars)?;
+    c.bench_function("scalar loop (W6), forward + backward", |bench| {
+        bench.iter(|| scalar_loop(black_box(&scalars)))
     });
 
     let x = vector(LARGE, 4)?;

@@ -20,7 +20,7 @@ use crate::ops::index::scatter_add;
 use crate::ops::shape::Mask;
 use crate::ops::unary::Unary;
 use crate::parallel;
-use crate::tape::{Arena, Arg, Inputs, NodeId, Tape, new_handle, push};
+use crate::tape::{Arena, Arg, Inputs, NodeId, Tape, new_handle, push, push_constant};
 use crate::value::{Array, Dtype, Shape, Value};
 
 /// Adds a contribution to a gradient slot, in place when the slot owns its buffer.
@@ -179,14 +179,15 @@ fn sweep<W: Walk>(
             }
             continue;
         };
-        let contributions =
+        let mut contributions =
             step.op
                 .pullback(walk.backend(), &step.inputs, &step.y, &dy, &step.needs)?;
         if anomaly {
             check_finite(walk, id, &step.op, &contributions)?;
         }
-        for (c, &input) in contributions.into_iter().zip(step.input_ids.iter()) {
-            if let (Some(c), Some(slot)) = (c, grads.get_mut(input)) {
+        // Taken one by one rather than moved out whole: the list is large.
+        for (c, &input) in contributions.iter_mut().zip(step.input_ids.iter()) {
+            if let (Some(c), Some(slot)) = (c.take(), grads.get_mut(input)) {
                 walk.accumulate(slot, c)?;
             }
         }
@@ -220,6 +221,8 @@ impl Walk for EagerWalk<'_> {
         &mut self.eager
     }
 
+    // Inlined, so that the step is built where the sweep keeps it rather than copied.
+    #[inline(always)]
     fn step(&mut self, id: NodeId) -> Result<Option<Step<Value>>> {
         let mut arena = self.tape.lock();
         if arena.epoch != self.epoch {
@@ -249,20 +252,20 @@ impl Walk for EagerWalk<'_> {
             needs.push(input.is_some_and(|n| n.needs_grad));
         }
         let (op, input_ids) = (node.op.clone(), node.inputs.clone());
-        let consumed = Error::Consumed { op: op.name() };
         // A consuming sweep passes the node now, taking its value rather than copying
         // it, so that `done` need not lock again; an external rule's node waits for its
         // pullback to have run before it is released.
         let y = if self.consume && !matches!(op, Op::Extern(_)) {
             pass(&mut arena, id)
         } else {
-            arena.nodes.get(id).and_then(|n| n.value.clone())
+            node.value.clone()
         };
+        let y = y.ok_or_else(|| Error::Consumed { op: op.name() })?;
         Ok(Some(Step {
             op,
             inputs,
             input_ids,
-            y: y.ok_or(consumed)?,
+            y,
             needs,
         }))
     }
@@ -412,13 +415,7 @@ impl<'t> Recorder<'t> {
     }
 
     pub(crate) fn constant(&self, value: Value) -> Result<NodeId> {
-        Ok(push(
-            &mut *self.arena()?,
-            Op::Const,
-            Inputs::new(),
-            value,
-            false,
-        ))
+        Ok(push_constant(&mut *self.arena()?, value))
     }
 
     fn value(&self, id: NodeId) -> Result<Value> {

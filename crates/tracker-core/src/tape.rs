@@ -97,6 +97,10 @@ pub(crate) struct Arena {
     compact_at: usize,
     /// The generation of the newest external rule (see [`Tape::generation`]).
     generation: u32,
+    /// The 0-d constants on the arena, by dtype and bits: the ops that take one (`2 * x`,
+    /// `x ** 2`) share its leaf rather than each pushing their own. Forgotten whenever
+    /// nodes move.
+    scalars: Vec<(Dtype, u64, NodeId)>,
 }
 
 impl Arena {
@@ -106,15 +110,24 @@ impl Arena {
         self.epoch += 1;
         self.live = 0;
         self.locations.clear();
+        self.scalars.clear();
         self.compact_at = COMPACT_MIN;
         std::mem::replace(&mut self.nodes, spare_nodes())
     }
 
     /// Whether [`tidy`] has something to do: no sweep is under way, and either no handle
     /// refers to a node (the arena is cleared) or, `alone` on the thread's top-level
-    /// tape, nodes may be unreachable.
+    /// tape, [`Arena::trim`] would remove nodes: the newest is dead, or the arena is due
+    /// for compaction.
     fn untidy(&self, alone: bool) -> bool {
-        self.sweeps == 0 && !self.nodes.is_empty() && (self.live == 0 || alone)
+        let trimmed = || {
+            self.nodes.len() >= self.compact_at
+                || self
+                    .nodes
+                    .last()
+                    .is_some_and(|n| n.handles == 0 || n.consumed)
+        };
+        self.sweeps == 0 && !self.nodes.is_empty() && (self.live == 0 || (alone && trimmed()))
     }
 
     /// Removes the nodes no sweep can reach any more, while handles keep others alive: the
@@ -130,6 +143,7 @@ impl Arena {
         let mut touched = Vec::new();
         let tail = self.nodes.iter().rposition(root).map_or(0, |id| id + 1);
         if tail < self.nodes.len() {
+            self.scalars.clear();
             let mut removed = self.nodes.split_off(tail);
             for (offset, node) in removed.iter_mut().enumerate() {
                 self.retarget(node, tape, tail + offset, GONE, &mut touched);
@@ -157,6 +171,7 @@ impl Arena {
         }
         let mut place = vec![GONE; self.nodes.len()];
         let mut removed = Vec::new();
+        self.scalars.clear();
         for (id, mut node) in std::mem::take(&mut self.nodes).into_iter().enumerate() {
             let new = if keep.get(id).copied().unwrap_or(false) {
                 self.nodes.len()
@@ -300,6 +315,7 @@ impl Tape {
                 sweeps: 0,
                 compact_at: COMPACT_MIN,
                 generation: 0,
+                scalars: Vec::new(),
             }),
             owner: std::thread::current().id(),
             id: NEXT_TAPE_ID.fetch_add(1, Ordering::Relaxed),
@@ -1530,6 +1546,26 @@ fn push_leaf(arena: &mut Arena, tape: &Tape, leaf: Op, value: Value, needs: bool
     id
 }
 
+/// The leaf of constant `value`: for a 0-d one, the leaf already pushed for the same
+/// value and dtype if there is one (W6, a loop of scalar ops, pushed a constant for
+/// nearly every op).
+pub(crate) fn push_constant(arena: &mut Arena, value: Value) -> NodeId {
+    /// Distinct scalars remembered at most; a loop uses a handful.
+    const SCALARS: usize = 16;
+    let key = match value.item() {
+        Some(v) if value.shape().is_empty() => (value.dtype(), v.to_bits()),
+        _ => return push(arena, Op::Const, Inputs::new(), value, false),
+    };
+    if let Some(&(_, _, id)) = arena.scalars.iter().find(|&&(d, b, _)| (d, b) == key) {
+        return id;
+    }
+    let id = push(arena, Op::Const, Inputs::new(), value, false);
+    if arena.scalars.len() < SCALARS {
+        arena.scalars.push((key.0, key.1, id));
+    }
+    id
+}
+
 pub(crate) fn new_handle(arena: &mut Arena, tape: &Arc<Tape>, id: NodeId) -> Tracked {
     let (op, value) = match arena.nodes.get(id) {
         Some(node) => (node.op.name(), node.value.clone()),
@@ -1715,17 +1751,18 @@ fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
                     .unwrap_or_else(|| arg.value());
                 (id, value, node.is_some_and(|n| n.needs_grad))
             }
-            Resolved::Leaf(leaf, value, needs) => {
-                let value = match (&leaf, target) {
-                    (Op::Const, Some(d)) => value.cast(d)?,
-                    _ => value,
+            Resolved::Leaf(Op::Const, value, needs) => {
+                let value = match target {
+                    Some(d) => value.cast(d)?,
+                    None => value,
                 };
-                (
-                    push_leaf(&mut arena, &tape, leaf, value.clone(), needs),
-                    value,
-                    needs,
-                )
+                (push_constant(&mut arena, value.clone()), value, needs)
             }
+            Resolved::Leaf(leaf, value, needs) => (
+                push_leaf(&mut arena, &tape, leaf, value.clone(), needs),
+                value,
+                needs,
+            ),
         };
         if let Some(d) = target.filter(|&d| d != value.dtype()) {
             value = value.cast(d)?;

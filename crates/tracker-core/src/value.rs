@@ -318,6 +318,15 @@ impl<T: Float> Array<T> {
         })
     }
 
+    /// The element of a 0-d array stored inline: what the kernels' shortcuts for loops
+    /// over scalars take.
+    pub(crate) fn zero_dim(&self) -> Option<&T> {
+        match (&self.data, self.shape.is_empty()) {
+            (Data::Scalar(v), true) => Some(v),
+            _ => None,
+        }
+    }
+
     /// The one value every element holds, when that is known without reading them: a
     /// single element's, or that of an array made by [`Array::full`] and not written to
     /// since.

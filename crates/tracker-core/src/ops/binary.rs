@@ -125,6 +125,11 @@ macro_rules! binary_ops {
             /// # }
             /// ```
             pub fn forward_arrays<T: Float>(self, a: &Array<T>, b: &Array<T>) -> Result<Array<T>> {
+                if let (Some(&x), Some(&y)) = (a.zero_dim(), b.zero_dim()) {
+                    // Two 0-d operands (a loop over scalars): the element ops of a loop,
+                    // without one.
+                    return Ok(Array::scalar(self.eval(x, y)));
+                }
                 let shape = broadcast_shapes(self.name(), a.shape(), b.shape())?;
                 if self.is_square(b) {
                     return zip(self.name(), [a], &shape, |[a]| a * a);

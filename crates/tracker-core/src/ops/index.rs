@@ -157,7 +157,7 @@ impl Gather {
                 }
                 // Axes of length 1 move nothing; the innermost others form one run
                 // for as long as each continues where the last ended.
-                let mut axes: Vec<(usize, isize)> = self
+                let mut axes: SmallVec<[(usize, isize); 4]> = self
                     .shape
                     .iter()
                     .copied()
@@ -172,7 +172,7 @@ impl Gather {
                     len *= d;
                     axes.pop();
                 }
-                let mut index = vec![0usize; axes.len()];
+                let mut index: SmallVec<[usize; 4]> = smallvec::smallvec![0; axes.len()];
                 let mut from = *start as isize;
                 let mut at = 0;
                 loop {
@@ -306,7 +306,7 @@ pub fn plan(shape: &[usize], items: &[IndexItem]) -> Result<Gather> {
         stop: None,
         step: None,
     };
-    let mut expanded: Vec<&IndexItem> = Vec::new();
+    let mut expanded: SmallVec<[&IndexItem; 4]> = SmallVec::new();
     for item in items {
         if matches!(item, IndexItem::Ellipsis) {
             expanded.extend(std::iter::repeat_n(&full, shape.len() - consuming));
@@ -483,6 +483,12 @@ pub(crate) fn gather(g: &Gather, x: &Value) -> Result<Value> {
     }
     fn typed<T: Float>(g: &Gather, x: &Array<T>) -> Result<Array<T>> {
         let src = x.as_slice();
+        if g.shape.is_empty() {
+            // One element (`x[i]` of a vector): stored inline, without a buffer.
+            let mut value = T::zero();
+            g.runs(|_, from, _, _| value = src.get(from).copied().unwrap_or_default());
+            return Ok(Array::scalar(value));
+        }
         let mut out = reserve(size_of(&g.shape, "getitem")?, "getitem")?;
         g.runs(|_, from, step, len| match run(src, from, len) {
             Some(run) if step == 1 => out.extend_from_slice(run),

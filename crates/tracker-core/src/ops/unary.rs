@@ -112,6 +112,16 @@ macro_rules! unary_ops {
             /// # }
             /// ```
             pub fn forward<T: Float>(self, x: &Array<T>) -> Result<Array<T>> {
+                if let Some(&v) = x.zero_dim() {
+                    // A 0-d operand: one element, without a loop's buffer (vmath gives
+                    // each element the bits it gives it in any array).
+                    let mut y = [T::zero()];
+                    match self.vectorised() {
+                        Some(func) => vmath::apply(func, &[v], &mut y, |v| self.eval(v)),
+                        None => y = [self.eval(v)],
+                    }
+                    return Ok(Array::scalar(y[0]));
+                }
                 if let Some(func) = self.vectorised() {
                     return x.map_slices(|x, y| vmath::apply(func, x, y, |v| self.eval(v)));
                 }
