@@ -181,18 +181,15 @@ pub fn array_value(obj: &Bound<'_, PyAny>, like: Option<Dtype>, op: &str) -> PyR
 /// An operand of an op: tracked, a Python number (weakly typed, as NEP 50: it takes
 /// `like`'s dtype), or an array. `None` when the type is not one tracker takes.
 pub fn arg_from_py(obj: &Bound<'_, PyAny>, like: Option<Dtype>, op: &str) -> PyResult<Option<Arg>> {
-    if let Some(t) = tracked_of(obj) {
-        return Ok(Some(Arg::Tracked(t)));
-    }
-    if obj.is_exact_instance_of::<PyFloat>()
-        || obj.is_exact_instance_of::<PyInt>()
-        || obj.is_exact_instance_of::<PyBool>()
-    {
+    if is_number(obj) {
         let v: f64 = obj.extract()?;
         return Ok(Some(Arg::Value(Value::scalar(
             v,
             like.unwrap_or(Dtype::F64),
         ))));
+    }
+    if let Some(t) = tracked_of(obj) {
+        return Ok(Some(Arg::Tracked(t)));
     }
     let arrayish = obj.is_instance_of::<PyUntypedArray>()
         || obj.is_instance_of::<PyList>()
@@ -202,6 +199,15 @@ pub fn arg_from_py(obj: &Bound<'_, PyAny>, like: Option<Dtype>, op: &str) -> PyR
         return Ok(Some(Arg::Value(array_value(obj, like, op)?)));
     }
     Ok(None)
+}
+
+/// Whether `obj` is a Python number (a float, int or bool): a pointer comparison, where
+/// asking whether an object is tracked walks its type's bases, so numbers are told apart
+/// first.
+pub fn is_number(obj: &Bound<'_, PyAny>) -> bool {
+    obj.is_exact_instance_of::<PyFloat>()
+        || obj.is_exact_instance_of::<PyInt>()
+        || obj.is_exact_instance_of::<PyBool>()
 }
 
 /// Like [`arg_from_py`], but unsupported types raise.

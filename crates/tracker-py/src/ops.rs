@@ -18,7 +18,7 @@ use tracker_core::ops::shape::{Mask, resolve_shape};
 use tracker_core::ops::unary::Unary;
 use tracker_core::{Arg, Dtype, Live, Op, Output, Shape, Tracked, Value, apply};
 
-use crate::convert::{arg_from_py, arg_or_raise, numpy, output_to_py, unsupported};
+use crate::convert::{arg_from_py, arg_or_raise, is_number, numpy, output_to_py, unsupported};
 use crate::errors::IntoPyResult;
 use crate::tracked::tracked_of;
 
@@ -43,7 +43,14 @@ fn operands(
     b: &Bound<'_, PyAny>,
     op: &str,
 ) -> PyResult<(Option<Arg>, Option<Arg>)> {
-    let (ta, tb) = (tracked_of(a), tracked_of(b));
+    let tracked = |obj| {
+        if is_number(obj) {
+            None
+        } else {
+            tracked_of(obj)
+        }
+    };
+    let (ta, tb) = (tracked(a), tracked(b));
     let like = ta.as_ref().or(tb.as_ref()).map(Tracked::dtype);
     let operand = |obj, tracked: Option<Tracked>| match tracked {
         Some(t) => Ok(Some(Arg::Tracked(t))),
