@@ -356,6 +356,16 @@ impl Op {
         matches!(self, Op::Const | Op::Input | Op::Param(_) | Op::Consumed(_))
     }
 
+    /// [`Op::forward`] on owned inputs, their references gathered on the stack for one
+    /// or two (collecting them into a vector costs as much as a scalar op's arithmetic).
+    pub(crate) fn forward_values(&self, values: &[Value]) -> Result<Value> {
+        match values {
+            [a] => self.forward(&[a]),
+            [a, b] => self.forward(&[a, b]),
+            _ => self.forward(&values.iter().collect::<Vec<_>>()),
+        }
+    }
+
     /// The op's value, given its inputs' values (of one dtype where the op combines
     /// several: [`apply`](crate::apply) casts them first). Nothing is recorded.
     ///

@@ -251,7 +251,8 @@ impl Walk for EagerWalk<'_> {
             }
             needs.push(input.is_some_and(|n| n.needs_grad));
         }
-        let (op, input_ids) = (node.op.clone(), node.inputs.clone());
+        // `from_slice` copies: `clone` goes through the generic `extend`.
+        let (op, input_ids) = (node.op.clone(), Inputs::from_slice(&node.inputs));
         // A consuming sweep passes the node now, taking its value rather than copying
         // it, so that `done` need not lock again; an external rule's node waits for its
         // pullback to have run before it is released.
@@ -403,8 +404,7 @@ impl<'t> Recorder<'t> {
             );
             needs |= node.needs_grad;
         }
-        let refs: SmallVec<[&Value; 2]> = values.iter().collect();
-        let value = op.forward(&refs)?;
+        let value = op.forward_values(&values)?;
         Ok(push(
             &mut arena,
             op,
@@ -691,8 +691,8 @@ impl Walk for RecordWalk<'_, '_> {
             .collect();
         Ok(Some(Step {
             op: node.op.clone(),
-            inputs: node.inputs.clone(),
-            input_ids: node.inputs.clone(),
+            inputs: Inputs::from_slice(&node.inputs),
+            input_ids: Inputs::from_slice(&node.inputs),
             y: id,
             needs,
         }))

@@ -1714,10 +1714,9 @@ fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
                 None => Ok(a.value()),
             })
             .collect::<Result<_>>()?;
-        let refs: Vec<&Value> = values.iter().collect();
         return Ok(Output::Value(match given {
             Some(v) => v,
-            None => op.forward(&refs)?,
+            None => op.forward_values(&values)?,
         }));
     }
     // Asked before the lock is taken: the hook may run Python code.
@@ -1778,10 +1777,9 @@ fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
         ids.push(id);
         values.push(value);
     }
-    let refs: SmallVec<[&Value; 2]> = values.iter().collect();
     let value = match given {
         Some(v) => v,
-        None => op.forward(&refs)?,
+        None => op.forward_values(&values)?,
     };
     if !outer.is_empty() {
         STATE.with(|s| {
