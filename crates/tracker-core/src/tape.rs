@@ -262,6 +262,9 @@ pub struct Tape {
     extension: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
     /// Whether an external rule was ever recorded here (read without the lock).
     externs: AtomicBool,
+    /// Whether this is a thread's top-level tape, the only kind [`Arena::trim`] moves
+    /// nodes on: only its nodes keep their handles to tell them their new place.
+    top: bool,
 }
 
 static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(1);
@@ -305,7 +308,7 @@ impl Drop for Tape {
 }
 
 impl Tape {
-    fn new() -> Arc<Tape> {
+    fn new(top: bool) -> Arc<Tape> {
         Arc::new(Tape {
             arena: Mutex::new(Arena {
                 nodes: spare_nodes(),
@@ -321,6 +324,7 @@ impl Tape {
             id: NEXT_TAPE_ID.fetch_add(1, Ordering::Relaxed),
             extension: Mutex::new(None),
             externs: AtomicBool::new(false),
+            top,
         })
     }
 
@@ -825,7 +829,8 @@ impl Tracked {
                     value: r.value.clone(),
                     counted: false,
                 });
-                if arena.epoch == r.epoch
+                if r.tape.top
+                    && arena.epoch == r.epoch
                     && let Some(node) = arena.nodes.get_mut(r.id())
                 {
                     node.refs.push(Arc::downgrade(&copy));
@@ -1206,7 +1211,7 @@ struct ThreadState {
 
 thread_local! {
     static STATE: RefCell<ThreadState> = RefCell::new(ThreadState {
-        frames: vec![Frame { tape: Tape::new(), outer: Vec::new(), watched: Vec::new() }],
+        frames: vec![Frame { tape: Tape::new(true), outer: Vec::new(), watched: Vec::new() }],
         grad_enabled: true,
         anomaly: false,
     });
@@ -1358,7 +1363,7 @@ pub fn reset_thread_tape() {
         if s.frames.len() == 1
             && let Some(frame) = s.frames.first_mut()
         {
-            frame.tape = Tape::new();
+            frame.tape = Tape::new(true);
             frame.watched.clear();
             frame.outer.clear();
         }
@@ -1405,7 +1410,7 @@ pub fn set_grad_enabled(enabled: bool) -> bool {
 pub fn current_tape() -> Arc<Tape> {
     STATE
         .with(|s| s.borrow().frames.last().map(|f| f.tape.clone()))
-        .unwrap_or_else(Tape::new)
+        .unwrap_or_else(|| Tape::new(false))
 }
 
 /// Whether `tape` is the thread's top-level tape, where parameters are differentiated.
@@ -1581,7 +1586,9 @@ pub(crate) fn new_handle(arena: &mut Arena, tape: &Arc<Tape>, id: NodeId) -> Tra
     });
     if let Some(node) = arena.nodes.get_mut(id) {
         node.handles += 1;
-        node.refs.push(Arc::downgrade(&r));
+        if tape.top {
+            node.refs.push(Arc::downgrade(&r));
+        }
     }
     arena.live += 1;
     Tracked {
@@ -1727,7 +1734,7 @@ fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
         let s = s.borrow();
         let first = s.frames.first().map(|f| &f.tape);
         let tape = s.frames.last().map(|f| f.tape.clone());
-        let tape = tape.unwrap_or_else(Tape::new);
+        let tape = tape.unwrap_or_else(|| Tape::new(false));
         let top = first.is_some_and(|f| Arc::ptr_eq(f, &tape));
         (tape, top, top && s.frames.len() == 1)
     });
@@ -1945,7 +1952,7 @@ pub fn enter_scope(nest: bool) -> Scope {
         let mut s = s.borrow_mut();
         let tape = match s.frames.last() {
             Some(f) if nest => f.tape.clone(),
-            _ => Tape::new(),
+            _ => Tape::new(false),
         };
         s.frames.push(Frame {
             tape: tape.clone(),
