@@ -41,7 +41,7 @@ def test_show_only_the_ancestry_and_marks_freed_values():
 def test_ops_with_one_scalar_constant_share_its_node():
     x = tr.param(np.array([1.0, 2.0]))
     t = x[0]
-    y = 3.0 * t + 3.0 * t**2 + (1 - t) ** 2  # constants 3, 2 and 1, each used more than once
+    y = 3.0 * t + 3.0 * t**2 + (1 - t) ** 2  # 3 and 2 twice each, 1 once: 3 constants
     ops = [re.match(r"%\d+ = (\w+)", line).group(1) for line in shown(y)]
     assert ops.count("constant") == 3
     (g,) = tr.gradient(lambda x: 3.0 * x[0] + 3.0 * x[0] ** 2 + (1 - x[0]) ** 2, x.data)

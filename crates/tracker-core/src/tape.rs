@@ -100,7 +100,15 @@ pub(crate) struct Arena {
     /// The 0-d constants on the arena, by dtype and bits: the ops that take one (`2 * x`,
     /// `x ** 2`) share its leaf rather than each pushing their own. Forgotten whenever
     /// nodes move.
-    scalars: Vec<(Dtype, u64, NodeId)>,
+    scalars: Vec<((Dtype, u64), NodeId)>,
+}
+
+impl Node {
+    /// Whether a sweep may start here: a live handle refers to the node, and no sweep
+    /// has consumed it.
+    fn is_root(&self) -> bool {
+        self.handles > 0 && !self.consumed
+    }
 }
 
 impl Arena {
@@ -121,11 +129,7 @@ impl Arena {
     /// for compaction.
     fn untidy(&self, alone: bool) -> bool {
         let trimmed = || {
-            self.nodes.len() >= self.compact_at
-                || self
-                    .nodes
-                    .last()
-                    .is_some_and(|n| n.handles == 0 || n.consumed)
+            self.nodes.len() >= self.compact_at || self.nodes.last().is_some_and(|n| !n.is_root())
         };
         self.sweeps == 0 && !self.nodes.is_empty() && (self.live == 0 || (alone && trimmed()))
     }
@@ -139,9 +143,12 @@ impl Arena {
     /// place. Returns the removed nodes and the handles touched, for the caller to drop
     /// once the lock is released.
     fn trim(&mut self, tape: u64) -> (Vec<Node>, Vec<Arc<NodeRef>>) {
-        let root = |n: &Node| n.handles > 0 && !n.consumed;
         let mut touched = Vec::new();
-        let tail = self.nodes.iter().rposition(root).map_or(0, |id| id + 1);
+        let tail = self
+            .nodes
+            .iter()
+            .rposition(Node::is_root)
+            .map_or(0, |id| id + 1);
         if tail < self.nodes.len() {
             self.scalars.clear();
             let mut removed = self.nodes.split_off(tail);
@@ -156,7 +163,7 @@ impl Arena {
         }
         let mut keep = vec![false; self.nodes.len()];
         for (id, node) in self.nodes.iter().enumerate().rev() {
-            let kept = root(node) || keep.get(id).copied().unwrap_or(false);
+            let kept = node.is_root() || keep.get(id).copied().unwrap_or(false);
             if let Some(k) = keep.get_mut(id) {
                 *k = kept;
             }
@@ -262,8 +269,9 @@ pub struct Tape {
     extension: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
     /// Whether an external rule was ever recorded here (read without the lock).
     externs: AtomicBool,
-    /// Whether this is a thread's top-level tape, the only kind [`Arena::trim`] moves
-    /// nodes on: only its nodes keep their handles to tell them their new place.
+    /// Whether the tape was made as a thread's top-level tape, the only kind
+    /// [`Arena::trim`] moves nodes on: only its nodes keep their handles, to tell them
+    /// their new place.
     top: bool,
 }
 
@@ -1561,12 +1569,12 @@ pub(crate) fn push_constant(arena: &mut Arena, value: Value) -> NodeId {
         Some(v) if value.shape().is_empty() => (value.dtype(), v.to_bits()),
         _ => return push(arena, Op::Const, Inputs::new(), value, false),
     };
-    if let Some(&(_, _, id)) = arena.scalars.iter().find(|&&(d, b, _)| (d, b) == key) {
+    if let Some(&(_, id)) = arena.scalars.iter().find(|(k, _)| *k == key) {
         return id;
     }
     let id = push(arena, Op::Const, Inputs::new(), value, false);
     if arena.scalars.len() < SCALARS {
-        arena.scalars.push((key.0, key.1, id));
+        arena.scalars.push((key, id));
     }
     id
 }
