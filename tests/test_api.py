@@ -319,6 +319,26 @@ def test_gradient_mirrors_nested_dicts_lists_and_tuples():
     assert type(g["layers"][1][1]) is np.float64
 
 
+def test_gradient_of_flat_dicts_beside_arrays():
+    # Flat dicts of arrays take a shortcut past the structure walk: keys keep their
+    # order, positional arrays their place, and an array in two places is one input.
+    w, b, x = np.array([1.0, 2.0]), np.array([0.5]), np.array([3.0, 4.0])
+
+    def loss(p, x, q):
+        return np.sum(p["w"] * x) + np.sum(p["b"] ** 2) + np.sum(q["v"] * p["w"])
+
+    gp, gx, gq = tr.gradient(loss, {"w": w, "b": b}, x, {"v": x})
+    assert list(gp) == ["w", "b"] and type(gp) is dict and type(gq) is dict
+    assert_array_equal(gp["w"], x + x)
+    assert_array_equal(gp["b"], [1.0])
+    assert_array_equal(gx, w + w)  # x is tied with q["v"]: both get the total
+    assert_array_equal(gq["v"], w + w)
+    (g,) = tr.gradient(lambda p: np.sum(p["a"] * p["b"]), {"b": w, "a": x})
+    assert list(g) == ["b", "a"]
+    assert_array_equal(g["a"], w)
+    assert_array_equal(g["b"], x)
+
+
 def test_gradient_keeps_namedtuple_types():
     layer = Layer(np.array([1.0, 2.0]), np.array([0.5]))
     old = OldLayer(np.array([3.0]), 1)

@@ -28,9 +28,15 @@ def _trace(
     occurrence gets the total gradient. Fields a dataclass leaves out of its
     `trainable()` are not differentiated.
     """
-    if _plain(args):
-        handles = [scope.input(a) for a in args]
-        return tuple(handles), handles, tuple
+    arrays = _plain_arrays(args)
+    if arrays is not None:
+        handles = [scope.input(a) for a in arrays]
+
+        def arrange_plain(values: list[Any]) -> tuple[Any, ...]:
+            it = iter(values)
+            return tuple(dict(zip(a, it)) if type(a) is dict else next(it) for a in args)
+
+        return arrange_plain(handles), handles, arrange_plain
     leaves, treedef = tree.flatten(args)
     unique, positions = tree.dedup(leaves, is_tracked=_core.istracked)
     trainable = tree.trainable_unique(args, positions, len(unique))
@@ -50,13 +56,20 @@ def _trace(
     return tree.unflatten(treedef, traced), [t for t in inputs if t is not None], arrange
 
 
-def _plain(args: tuple[Any, ...]) -> bool:
-    """Whether every argument is a distinct float32 or float64 array: the common case,
-    where the arguments are the inputs and no structure needs walking."""
+def _plain_arrays(args: tuple[Any, ...]) -> list[np.ndarray] | None:
+    """The arrays of `args` when each argument is a float32 or float64 array or a plain
+    dict of them, and no array appears twice: the common cases, where no structure
+    needs walking. None otherwise."""
+    arrays: list[Any] = []
     for a in args:
+        if type(a) is dict:
+            arrays.extend(a.values())
+        else:
+            arrays.append(a)
+    for a in arrays:
         if type(a) is not np.ndarray or a.dtype.char not in "fd":
-            return False
-    return len(args) < 2 or len(set(map(id, args))) == len(args)
+            return None
+    return arrays if len(set(map(id, arrays))) == len(arrays) else None
 
 
 def _run(f: Callable[..., Any], args: tuple[Any, ...], nest: bool) -> tuple[Any, tuple[Any, ...]]:
