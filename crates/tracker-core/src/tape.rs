@@ -75,7 +75,7 @@ pub(crate) struct Node {
     pub(crate) value: Option<Value>,
     pub(crate) needs_grad: bool,
     pub(crate) consumed: bool,
-    /// How many live handles refer to this node.
+    /// How many live handles refer to this node (counted on a top-level tape only).
     pub(crate) handles: u32,
     /// The handles made for this node, told its new place when the arena is compacted.
     refs: SmallVec<[Weak<NodeRef>; 1]>,
@@ -123,15 +123,17 @@ impl Arena {
         std::mem::replace(&mut self.nodes, spare_nodes())
     }
 
-    /// Whether [`tidy`] has something to do: no sweep is under way, and either no handle
-    /// refers to a node (the arena is cleared) or, `alone` on the thread's top-level
-    /// tape, [`Arena::trim`] would remove nodes: the newest is dead, or the arena is due
-    /// for compaction.
-    fn untidy(&self, alone: bool) -> bool {
+    /// Whether [`tidy`] has something to do on a tape that counts its handles (a `top`
+    /// one): no sweep is under way, and either no handle refers to a node (the arena is
+    /// cleared) or, `alone` on the thread's top-level tape, [`Arena::trim`] would remove
+    /// nodes: the newest is dead, or the arena is due for compaction.
+    fn untidy(&self, top: bool, alone: bool) -> bool {
         let trimmed = || {
             self.nodes.len() >= self.compact_at || self.nodes.last().is_some_and(|n| !n.is_root())
         };
-        self.sweeps == 0 && !self.nodes.is_empty() && (self.live == 0 || (alone && trimmed()))
+        top && self.sweeps == 0
+            && !self.nodes.is_empty()
+            && (self.live == 0 || (alone && trimmed()))
     }
 
     /// Removes the nodes no sweep can reach any more, while handles keep others alive: the
@@ -634,6 +636,8 @@ pub(crate) struct NodeRef {
     op: &'static str,
     value: Value,
     /// Whether this handle keeps the tape from being cleared (see `Tracked::uncounted`).
+    /// Only a top-level tape counts its handles: a scope's tape is freed whole when its
+    /// last handle goes, and nothing on it before.
     counted: bool,
 }
 
@@ -1590,15 +1594,15 @@ pub(crate) fn new_handle(arena: &mut Arena, tape: &Arc<Tape>, id: NodeId) -> Tra
         epoch: arena.epoch,
         op,
         value: value.unwrap_or_else(|| Value::scalar(f64::NAN, Dtype::F64)),
-        counted: true,
+        counted: tape.top,
     });
-    if let Some(node) = arena.nodes.get_mut(id) {
-        node.handles += 1;
-        if tape.top {
+    if tape.top {
+        if let Some(node) = arena.nodes.get_mut(id) {
+            node.handles += 1;
             node.refs.push(Arc::downgrade(&r));
         }
+        arena.live += 1;
     }
-    arena.live += 1;
     Tracked {
         link: Link::Node(r),
     }
@@ -1686,7 +1690,7 @@ pub fn apply_extern(rule: Arc<dyn Extern>, args: &[Arg], value: Value) -> Result
 fn tidy(tape: &Tape, alone: bool) {
     let (removed, touched, cleared) = {
         let mut arena = tape.lock();
-        if !arena.untidy(alone) {
+        if !arena.untidy(tape.top, alone) {
             return;
         }
         if arena.live == 0 {
@@ -1738,26 +1742,43 @@ fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
     let location = anomaly
         .then(|| LOCATION.get().and_then(|hook| hook()))
         .flatten();
-    let (tape, top, alone) = STATE.with(|s| {
+    let (current, top, alone) = STATE.with(|s| {
         let s = s.borrow();
-        let first = s.frames.first().map(|f| &f.tape);
-        let tape = s.frames.last().map(|f| f.tape.clone());
-        let tape = tape.unwrap_or_else(|| Tape::new(false));
-        let top = first.is_some_and(|f| Arc::ptr_eq(f, &tape));
-        (tape, top, top && s.frames.len() == 1)
+        let first = s.frames.first().map(|f| Arc::as_ptr(&f.tape));
+        let current = s.frames.last().map(|f| Arc::as_ptr(&f.tape));
+        let top = current.is_some() && first == current;
+        (current, top, top && s.frames.len() == 1)
     });
+    // The tape is borrowed from an argument recorded on it where there is one (the
+    // common case): cloning it from the thread's state costs two atomic operations.
+    let on_tape = args.iter().find_map(|a| match a {
+        Arg::Tracked(Tracked {
+            link: Link::Node(r),
+        }) if Some(Arc::as_ptr(&r.tape)) == current => Some(&r.tape),
+        _ => None,
+    });
+    let cloned;
+    let tape = match on_tape {
+        Some(tape) => tape,
+        None => {
+            cloned = STATE
+                .with(|s| s.borrow().frames.last().map(|f| f.tape.clone()))
+                .unwrap_or_else(|| Tape::new(false));
+            &cloned
+        }
+    };
     let mut outer = Vec::new();
     let mut arena = tape.lock();
-    if arena.untidy(alone) {
+    if arena.untidy(tape.top, alone) {
         drop(arena);
-        tidy(&tape, alone);
+        tidy(tape, alone);
         arena = tape.lock();
     }
     let mut ids = Inputs::new();
     let mut values: SmallVec<[Value; 2]> = SmallVec::new();
     let mut needs_grad = false;
     for arg in args {
-        let (mut id, mut value, needs) = match resolve(&arena, &tape, arg, &mut outer, top)? {
+        let (mut id, mut value, needs) = match resolve(&arena, tape, arg, &mut outer, top)? {
             Resolved::Node(id) => {
                 let node = arena.nodes.get(id);
                 let value = node
@@ -1773,7 +1794,7 @@ fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
                 (push_constant(&mut arena, value.clone()), value, needs)
             }
             Resolved::Leaf(leaf, value, needs) => (
-                push_leaf(&mut arena, &tape, leaf, value.clone(), needs),
+                push_leaf(&mut arena, tape, leaf, value.clone(), needs),
                 value,
                 needs,
             ),
@@ -1813,7 +1834,7 @@ fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
     if let Some(location) = location {
         arena.locations.push((id, location.into()));
     }
-    Ok(Output::Tracked(new_handle(&mut arena, &tape, id)))
+    Ok(Output::Tracked(new_handle(&mut arena, tape, id)))
 }
 
 /// Checks that a loss (with no seed) is a finite scalar, as Tracker.jl's `losscheck`.
