@@ -18,6 +18,7 @@ and the coverage of the core's op list follow the table.
 """
 
 import functools
+import io
 import math
 import re
 from collections.abc import Callable
@@ -161,7 +162,8 @@ CASES = [
     case("rad2deg",  "np.degrees",   lambda xp, x: xp.degrees(x),           A),
     case("cbrt",     "negative",     lambda xp, x: xp.cbrt(x),              -P,
          torch=lambda xp, x: -((-x) ** (1 / 3))),
-    case("multiply", "np.square",    lambda xp, x: xp.square(x),            A),
+    case("square",   "np",           lambda xp, x: xp.square(x),            A),
+    case("square",   "power-two",    lambda xp, x: x ** 2 + x ** 2.0,       A),
     case("rint",     "np.round",     lambda xp, x: xp.round(x) * x,         STEPS),
     case("rint",     "np.round-decimals", lambda xp, x: xp.round(x, 1) + x, STEPS,
          torch=lambda xp, x: xp.round(x, decimals=1) + x),
@@ -189,7 +191,7 @@ CASES = [
     case("divide",   "scalar",       lambda xp, a, b: 2.0 / b + a / 4.0,    A, P),
     case("divide",   "constant",     lambda xp, b: xp.asarray(C34) / b,     P),
     case("power",    "int-exponent", lambda xp, a: a ** 3,                  A),
-    case("power",    "square-neg",   lambda xp, a: a ** 2,                  -P),
+    case("square",   "negative",     lambda xp, a: a ** 2,                  -P),
     case("power",    "float-exp",    lambda xp, p: xp.power(p, 2.5),        P),
     case("power",    "negative-exp", lambda xp, p: p ** -1.5,               P),
     case("power",    "array-exp",    lambda xp, p, q: p ** q,               P, Q),
@@ -1017,3 +1019,26 @@ def test_scalars_compute_as_the_elements_of_arrays(dtype: type) -> None:
         for k in range(len(a)):
             y = f(tr.param(a[k]), tr.param(others[k]))
             assert tr.data(y).tobytes() == whole[k].tobytes(), f.__name__
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_python_two_as_exponent_squares_as_numpy_does(dtype: type) -> None:
+    """`x ** 2` (a Python int or float 2) and `np.square(x)` are one op, `x * x` exactly,
+    as NumPy computes `x ** 2`, in the array's dtype; other exponents stay `power`."""
+    values = np.array([1.1, -2.3, 0.0, 3e-5, 7.75], dtype=dtype)
+    for square in (lambda x: x**2, lambda x: x**2.0, np.square):
+        y = square(tr.param(values))
+        shown = io.StringIO()
+        tr.show(y, file=shown)
+        assert [line.split()[2].split("(")[0] for line in shown.getvalue().splitlines()] == [
+            "param",
+            "square",
+        ]
+        assert tr.data(y).dtype == dtype
+        assert tr.data(y).tobytes() == (values * values).tobytes()
+        assert tr.data(square(tr.param(values[1]))).tobytes() == (values[1] * values[1]).tobytes()
+        (g,) = tr.gradient(lambda x, f=square: np.sum(f(x) * 3.0), values)
+        assert g.tobytes() == (3.0 * (values + values)).astype(dtype).tobytes()
+    strong = tr.param(values) ** np.float64(2.0)  # a NumPy scalar: NumPy's promotion
+    assert tr.data(strong).dtype == (values ** np.float64(2.0)).dtype
+    assert_close(tr.gradient(lambda x: np.sum(x**3), values)[0], 3 * values**2, rtol=1e-6)

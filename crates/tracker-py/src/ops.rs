@@ -9,7 +9,7 @@ use pyo3::exceptions::{PyIndexError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyEllipsis, PyInt, PyNone, PySlice, PyString, PyTuple};
+use pyo3::types::{PyDict, PyEllipsis, PyFloat, PyInt, PyNone, PySlice, PyString, PyTuple};
 use tracker_core::op::Arrays;
 use tracker_core::ops::binary::Binary;
 use tracker_core::ops::index::{IndexItem, plan};
@@ -66,6 +66,22 @@ fn operands_or_raise(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>, op: &str) -> Py
         (None, _) => Err(unsupported(a, op)),
         (_, None) => Err(unsupported(b, op)),
     }
+}
+
+/// `base ** exponent`. A Python 2 as the exponent squares, as NumPy does (`x * x`
+/// exactly, where `pow` may round differently): one input, a simpler rule.
+pub fn power(
+    py: Python<'_>,
+    base: &Bound<'_, PyAny>,
+    exponent: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    let two = (exponent.is_exact_instance_of::<PyInt>()
+        || exponent.is_exact_instance_of::<PyFloat>())
+        && exponent.extract::<f64>().is_ok_and(|e| e == 2.0);
+    if two && let Some(t) = tracked_of(base) {
+        return unary(py, Unary::Square, &t);
+    }
+    binary(py, Binary::Pow, base, exponent)
 }
 
 /// `a <op> b`; `NotImplemented` for operand types tracker does not take.
@@ -506,7 +522,7 @@ const UFUNC_ALIASES: &[(&str, &str)] = &[
 ];
 
 /// Ufuncs the boundary composes of core ops (see the end of `array_ufunc`).
-const UFUNC_COMPOSED: &[&str] = &["positive", "conjugate", "square", "matmul"];
+const UFUNC_COMPOSED: &[&str] = &["positive", "conjugate", "matmul"];
 
 fn core_name(ufunc: &str) -> &str {
     UFUNC_ALIASES
@@ -731,7 +747,6 @@ pub fn array_ufunc(
     }
     match (inputs.len(), name) {
         (1, "positive" | "conjugate") => Ok(arg(0)?.unbind()),
-        (1, "square") => binary(py, Binary::Mul, &arg(0)?, &arg(0)?),
         (2, "matmul") => matmul(py, &arg(0)?, &arg(1)?),
         _ => Err(PyTypeError::new_err(format!(
             "tracker has no gradient rule for np.{name}; use tr.data(x) to compute it on the plain \

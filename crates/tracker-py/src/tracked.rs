@@ -494,7 +494,7 @@ macro_rules! tracked_methods {
             }
             fn __pow__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>, modulo: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
                 let _ = modulo;
-                ops::binary(slf.py(), Binary::Pow, slf.as_any(), other)
+                ops::power(slf.py(), slf.as_any(), other)
             }
             fn __rpow__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>, modulo: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
                 let _ = modulo;

@@ -172,6 +172,7 @@ unary_ops! {
     Log10   => "log10",      |x| x.log10(),             |x, _y, dy| dy / (x * x.lit(LN_10));
     Log1p   => "log1p",      |x| x.ln_1p(),             |x, _y, dy| dy / (x + x.lit(1.0));
     Sqrt    => "sqrt",       |x| x.sqrt(),              |_x, y, dy| dy / (y + y);
+    Square  => "square",     |x| x * x,                 |x, _y, dy| dy * (x + x);
     Cbrt    => "cbrt",       |x| x.cbrt(),              |_x, y, dy| dy / (y * y * y.lit(3.0));
     Recip   => "reciprocal", |x| x.lit(1.0) / x,        |_x, y, dy| -(dy * y * y);
     Sin     => "sin",        |x| x.sin(),               |x, _y, dy| dy * x.cos();
