@@ -1,6 +1,6 @@
 """Differentiation of whole functions: `gradient`, `withgradient`, `jacobian`, `hessian`."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -31,6 +31,8 @@ def _trace(
     arrays = _plain_arrays(args)
     if arrays is not None:
         handles = [scope.input(a) for a in arrays]
+        if arrays is args:  # no dict: the arguments are the arrays
+            return tuple(handles), handles, tuple
 
         def arrange_plain(values: list[Any]) -> tuple[Any, ...]:
             it = iter(values)
@@ -56,20 +58,24 @@ def _trace(
     return tree.unflatten(treedef, traced), [t for t in inputs if t is not None], arrange
 
 
-def _plain_arrays(args: tuple[Any, ...]) -> list[np.ndarray] | None:
+def _plain_arrays(args: tuple[Any, ...]) -> Sequence[Any] | None:
     """The arrays of `args` when each argument is a float32 or float64 array or a plain
     dict of them, and no array appears twice: the common cases, where no structure
-    needs walking. None otherwise."""
-    arrays: list[Any] = []
-    for a in args:
-        if type(a) is dict:
-            arrays.extend(a.values())
-        else:
-            arrays.append(a)
+    needs walking. `args` itself when it holds no dict; None when it is not such."""
+    if _distinct_arrays(args):
+        return args
+    if dict not in map(type, args):
+        return None
+    arrays = [v for a in args for v in (a.values() if type(a) is dict else (a,))]
+    return arrays if _distinct_arrays(arrays) else None
+
+
+def _distinct_arrays(arrays: Sequence[Any]) -> bool:
+    """Whether every one of `arrays` is a float32 or float64 array, none twice."""
     for a in arrays:
         if type(a) is not np.ndarray or a.dtype.char not in "fd":
-            return None
-    return arrays if len(set(map(id, arrays))) == len(arrays) else None
+            return False
+    return len(arrays) < 2 or len(set(map(id, arrays))) == len(arrays)
 
 
 def _run(f: Callable[..., Any], args: tuple[Any, ...], nest: bool) -> tuple[Any, tuple[Any, ...]]:
