@@ -215,6 +215,9 @@ fn blocks<T: Float, const TERMS: usize>(
             Func::Log1p => lanes(x, out, &scalar, log1p, |v| v > -1.0 && v <= f64::MAX),
             Func::Sin => lanes(x, out, &scalar, sin, |v| v.abs() <= TRIG_MAX),
             Func::Cos => lanes(x, out, &scalar, cos, |v| v.abs() <= TRIG_MAX),
+            Func::Tanh if TERMS == F32_TERMS => {
+                lanes(x, out, &scalar, tanh_f32, |v| v.abs() <= f64::MAX);
+            }
             Func::Tanh => lanes(x, out, &scalar, tanh::<TERMS>, |v| v.abs() <= f64::MAX),
             Func::Sigmoid => lanes(x, out, &scalar, sigmoid::<TERMS>, |v| v.abs() <= EXP_MAX),
         }
@@ -465,6 +468,19 @@ fn tanh<const TERMS: usize>(x: f64) -> f64 {
     // tanh|x| = t/(t+2), t = expm1(2|x|); tanh(x) rounds to 1 beyond 20.
     let a = x.abs();
     let t = expm1::<TERMS>(if a > 20.0 { 40.0 } else { a + a });
+    (t / (t + 2.0)).copysign(x)
+}
+
+/// `tanh` for an `f32` result: `expm1(2|x|)` reduced by one `ln 2` constant, without
+/// the low part of `r` (`f32` needs neither: each costs at most 2^-48 relative), and
+/// `|x|` capped at 10, beyond which `tanh` rounds to 1 in `f32`.
+#[inline(always)]
+fn tanh_f32(x: f64) -> f64 {
+    let a = x.abs().min(10.0);
+    let (kf, k) = round_int((a + a) * LOG2_E);
+    let r = (a + a) - kf * std::f64::consts::LN_2;
+    let s = pow2(k);
+    let t = (s - 1.0) + s * expm1_reduced::<F32_TERMS>(r);
     (t / (t + 2.0)).copysign(x)
 }
 
