@@ -7,8 +7,8 @@
 //! AVX-512, for AVX2 and for the baseline, and the best the CPU has is picked at run
 //! time. No fused multiply-add is used, so every path gives the same bits, on every
 //! CPU (FMA would make `exp` about 20% faster). `f32` elements are computed in `f64`
-//! and rounded once; the exponentials' polynomial is cut short for them, to the terms
-//! `f32` needs.
+//! and rounded once, with what `f32` needs: the exponentials' polynomial cut short, and
+//! a simpler reduction for `tanh`.
 //!
 //! A kernel has a fast range (for `exp`, `|x| <= 708`): elements outside it (NaN,
 //! infinities, overflow, underflow, huge arguments of `sin`) are recomputed by the
@@ -197,7 +197,8 @@ fn apply_blocks<T: Float>(func: Func, x: &[T], out: &mut [T], scalar: impl Fn(T)
     }
 }
 
-/// [`apply_blocks`] with the exponentials' polynomial cut to its first `TERMS` terms.
+/// [`apply_blocks`] with the exponentials' polynomial cut to its first `TERMS` terms
+/// ([`F32_TERMS`] for `f32` elements, which also take [`tanh_f32`]).
 #[inline(always)]
 fn blocks<T: Float, const TERMS: usize>(
     func: Func,
