@@ -271,9 +271,9 @@ pub struct Tape {
     extension: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
     /// Whether an external rule was ever recorded here (read without the lock).
     externs: AtomicBool,
-    /// Whether the tape was made as a thread's top-level tape, the only kind
-    /// [`Arena::trim`] moves nodes on: only its nodes keep their handles, to tell them
-    /// their new place.
+    /// Whether the tape was made as a thread's top-level tape, the only kind that
+    /// [`tidy`] clears or trims: only it counts its nodes' handles, and keeps weak links
+    /// to them, to tell them their new place when [`Arena::trim`] moves nodes.
     top: bool,
 }
 
@@ -1761,9 +1761,7 @@ fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
     let tape = match on_tape {
         Some(tape) => tape,
         None => {
-            cloned = STATE
-                .with(|s| s.borrow().frames.last().map(|f| f.tape.clone()))
-                .unwrap_or_else(|| Tape::new(false));
+            cloned = current_tape();
             &cloned
         }
     };
