@@ -42,39 +42,33 @@ pub fn zip_lanes<T: Float, const N: usize>(
         Some(v) => (std::slice::from_ref(v), &[][..]),
         None => (a.as_slice(), a.shape()),
     });
-    let (slices, shapes) = (read.map(|r| r.0), read.map(|r| r.1));
     // Here only inputs of one value have no axes (a 0-d one holds one value).
-    if out_shape.is_empty() || shapes.iter().all(|s| s.is_empty()) {
+    if out_shape.is_empty() || read.iter().all(|(_, shape)| shape.is_empty()) {
         // One value throughout (0-d results are stored inline): computed once.
-        let args = slices.map(|s| Lanes::load(s, 0));
+        let args = read.map(|(s, _)| Lanes::load(s, 0));
         return Array::full(out_shape, f(args).0[0], op);
     }
-    let direct = slices.iter().all(|s| s.len() == len || s.len() == 1);
-    // Broadcast inputs are read a row (the output's last axis) at a time: along a row
-    // each input either advances one element per lane or repeats one element.
+    // Broadcast inputs are gathered a row (the output's last axis) at a time.
     let row = out_shape.last().copied().unwrap_or(1).max(1);
     let outer = out_shape
         .get(..out_shape.len().saturating_sub(1))
         .unwrap_or_default();
     let plan = Plan {
-        shapes,
-        slices,
-        direct,
+        inputs: read,
+        len,
         row,
         outer,
     };
-    let out = plan.fill(len, op, &f)?;
+    let out = plan.fill(op, &f)?;
     Array::from_vec(out_shape, out)
 }
 
 /// How [`zip_lanes`] reads its inputs.
 struct Plan<'a, T, const N: usize> {
-    /// The inputs' shapes, empty for one value throughout.
-    shapes: [&'a [usize]; N],
-    slices: [&'a [T]; N],
-    /// Every input is full size or a single value: no offsets needed.
-    direct: bool,
-    /// The output's last axis, and the axes before it.
+    /// The inputs' elements and shapes (no axes for one value throughout).
+    inputs: [(&'a [T], &'a [usize]); N],
+    /// The output's size, its last axis, and the axes before it.
+    len: usize,
     row: usize,
     outer: &'a [usize],
 }
@@ -84,14 +78,13 @@ impl<T: Float, const N: usize> Plan<'_, T, N> {
     /// where the CPU has it ([`vmath::on_avx2`]; a short output is not worth the call).
     fn fill(
         &self,
-        len: usize,
         op: &'static str,
         f: &(impl Fn([Lanes<T>; N]) -> Lanes<T> + Sync),
     ) -> Result<Vec<T>> {
-        if len <= 4 * LANES {
-            return parallel::filled(len, op, |first, out| self.chunk(f, first, out));
+        if self.len <= 4 * LANES {
+            return parallel::filled(self.len, op, |first, out| self.chunk(f, first, out));
         }
-        parallel::filled(len, op, |first, out| {
+        parallel::filled(self.len, op, |first, out| {
             vmath::on_avx2(
                 #[inline(always)]
                 || self.chunk(f, first, out),
@@ -99,85 +92,74 @@ impl<T: Float, const N: usize> Plan<'_, T, N> {
         })
     }
 
+    /// The chunk of the output from `first`, `LANES` elements at a time.
     #[inline(always)]
     fn chunk(&self, f: &impl Fn([Lanes<T>; N]) -> Lanes<T>, first: usize, out: &mut Slots<'_, T>) {
-        if self.direct {
-            direct_chunk(self.slices, f, first, out);
-        } else {
-            broadcast_chunk(
-                self.shapes,
-                self.slices,
-                (self.row, self.outer),
-                f,
-                first,
-                out,
-            );
+        let len = out.len();
+        let sources = self
+            .inputs
+            .map(|(s, shape)| self.source(s, shape, first, len));
+        // Each input as a run read `step` elements further for each group of lanes.
+        let mut runs = [(&[][..], LANES); N];
+        for (run, (source, (s, _))) in runs.iter_mut().zip(sources.iter().zip(self.inputs)) {
+            *run = match source {
+                Source::InPlace => (s.get(first..first + len).unwrap_or_default(), LANES),
+                Source::Repeated(v) => (v.as_slice(), 0),
+                Source::Gathered(g) => (g.as_slice(), LANES),
+            };
         }
+        out.fill_groups(
+            #[inline(always)]
+            |k| {
+                let mut args = [Lanes([T::one(); LANES]); N];
+                for (arg, (run, step)) in args.iter_mut().zip(runs) {
+                    *arg = Lanes::load(run, k * step);
+                }
+                f(args).0
+            },
+        );
     }
-}
 
-/// One chunk of [`zip_lanes`]'s output from `first`, each input full size or a single
-/// value.
-#[inline(always)]
-fn direct_chunk<T: Float, const N: usize>(
-    slices: [&[T]; N],
-    f: &impl Fn([Lanes<T>; N]) -> Lanes<T>,
-    first: usize,
-    out: &mut Slots<'_, T>,
-) {
-    let end = first + out.len();
-    for start in (first..end).step_by(LANES) {
-        let mut args = [Lanes([T::zero(); LANES]); N];
-        for (arg, s) in args.iter_mut().zip(slices) {
-            *arg = Lanes::load(s, start);
+    /// How input `s` of shape `shape` is read for the `len` outputs from `first`.
+    fn source(&self, s: &[T], shape: &[usize], first: usize, len: usize) -> Source<T> {
+        match s {
+            [v] => return Source::Repeated([*v; LANES]),
+            _ if s.len() == self.len => return Source::InPlace,
+            _ => {}
         }
-        f(args).store(out, end - start);
-    }
-}
-
-/// One chunk of [`zip_lanes`]'s output from `first`, some inputs broadcast: each is
-/// read through offsets from its shape, a row (`row` elements, under the `outer` axes)
-/// at a time.
-#[inline(always)]
-fn broadcast_chunk<T: Float, const N: usize>(
-    shapes: [&[usize]; N],
-    slices: [&[T]; N],
-    (row, outer): (usize, &[usize]),
-    f: &impl Fn([Lanes<T>; N]) -> Lanes<T>,
-    first: usize,
-    out: &mut Slots<'_, T>,
-) {
-    let end = first + out.len();
-    let mut walks = shapes.map(|shape| {
+        // Broadcast: copied a row at a time. Its last axis either matches the row or
+        // has length 1 (one element repeated along the row).
         let (lead, last) = shape.split_at(shape.len().saturating_sub(1));
-        let step = last.first().copied().unwrap_or(1);
-        (
-            BroadcastOffsets::new(lead, outer).starting_at(first / row),
-            step,
-        )
-    });
-    // The chunk may start and end inside a row.
-    let mut at = first;
-    while at < end {
-        let from = at % row;
-        let to = row.min(from + end - at);
-        let mut bases = [(0usize, 1usize); N];
-        for (base, (walk, step)) in bases.iter_mut().zip(walks.iter_mut()) {
-            *base = (walk.next().unwrap_or(0) * *step, *step);
-        }
-        for start in (from..to).step_by(LANES) {
-            let mut args = [Lanes([T::one(); LANES]); N];
-            for ((arg, &(base, step)), s) in args.iter_mut().zip(&bases).zip(slices) {
-                *arg = if step == 1 {
-                    Lanes::splat(s.get(base).copied().unwrap_or_default())
-                } else {
-                    Lanes::load(s.get(base..base + row).unwrap_or_default(), start)
-                };
+        let along = last.first().is_some_and(|&d| d != 1);
+        let mut bases = BroadcastOffsets::new(lead, self.outer).starting_at(first / self.row);
+        let mut run = Vec::with_capacity(len);
+        let (mut at, end) = (first, first + len);
+        // The chunk may start and end inside a row.
+        while at < end {
+            let from = at % self.row;
+            let to = self.row.min(from + end - at);
+            let base = bases.next().unwrap_or(0);
+            if along {
+                let piece = s.get(base * self.row..).unwrap_or_default();
+                run.extend_from_slice(piece.get(from..to).unwrap_or_default());
+            } else {
+                let v = s.get(base).copied().unwrap_or_default();
+                run.resize(run.len() + (to - from), v);
             }
-            f(args).store(out, to - start);
+            at += to - from;
         }
-        at += to - from;
+        Source::Gathered(run)
     }
+}
+
+/// How a chunk's loop reads one input.
+enum Source<T> {
+    /// The input has the output's size: read where it is.
+    InPlace,
+    /// One value throughout.
+    Repeated([T; LANES]),
+    /// A broadcast input, copied out for the chunk.
+    Gathered(Vec<T>),
 }
 
 /// How many elements the loops take together.
@@ -189,36 +171,19 @@ pub const LANES: usize = 16;
 pub struct Lanes<T>(pub [T; LANES]);
 
 impl<T: Float> Lanes<T> {
-    /// The elements of `s` from `start` (ones past its end), or its only element in
-    /// every lane.
+    /// The elements of `s` from `start` (ones past its end).
     #[inline(always)]
     fn load(s: &[T], start: usize) -> Self {
-        let whole = s.get(start..start.saturating_add(LANES));
-        match (s, whole.and_then(|w| <&[T; LANES]>::try_from(w).ok())) {
-            (_, Some(whole)) => Lanes(*whole),
-            ([v], _) => Lanes([*v; LANES]),
-            _ => {
-                let mut lanes = [T::one(); LANES];
-                let rest = s.get(start..).unwrap_or_default();
-                lanes.iter_mut().zip(rest).for_each(|(l, &v)| *l = v);
-                Lanes(lanes)
-            }
-        }
-    }
-
-    /// `v` in every lane.
-    #[inline(always)]
-    fn splat(v: T) -> Self {
-        Lanes([v; LANES])
-    }
-
-    /// Writes the first `n` lanes (all of them when `n >= LANES`) into the next slots.
-    #[inline(always)]
-    fn store(self, out: &mut Slots<'_, T>, n: usize) {
-        if n >= LANES {
-            out.extend_from_array(&self.0);
-        } else {
-            out.extend_from_slice(self.0.get(..n).unwrap_or_default());
+        match s.get(start..) {
+            Some(rest) => match rest.first_chunk::<LANES>() {
+                Some(whole) => Lanes(*whole),
+                None => {
+                    let mut lanes = [T::one(); LANES];
+                    lanes.iter_mut().zip(rest).for_each(|(l, &v)| *l = v);
+                    Lanes(lanes)
+                }
+            },
+            None => Lanes([T::one(); LANES]),
         }
     }
 

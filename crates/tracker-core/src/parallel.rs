@@ -213,25 +213,26 @@ impl<T: Copy + Default> Slots<'_, T> {
         self.written += n;
     }
 
-    /// Writes a whole array of `values` into the next slots, or as many as are left.
-    /// The common case is a fixed-size copy the compiler keeps in registers, where
-    /// [`Slots::extend_from_slice`] calls `memcpy` for every few elements.
+    /// Fills the slots left `L` at a time, group `k` with `group(k)` (the last group
+    /// takes as many of its values as there are slots).
     #[inline(always)]
-    pub(crate) fn extend_from_array<const L: usize>(&mut self, values: &[T; L]) {
-        let next = self.written..self.written.saturating_add(L);
-        match self
-            .slots
-            .get_mut(next)
-            .map(<&mut [MaybeUninit<T>; L]>::try_from)
-        {
-            Some(Ok(free)) => {
-                for (slot, &v) in free.iter_mut().zip(values) {
-                    slot.write(v);
-                }
-                self.written += L;
+    pub(crate) fn fill_groups<const L: usize>(&mut self, mut group: impl FnMut(usize) -> [T; L]) {
+        let left = self.slots.get_mut(self.written..).unwrap_or_default();
+        let mut groups = left.chunks_exact_mut(L);
+        let mut k = 0;
+        for slots in &mut groups {
+            for (slot, v) in slots.iter_mut().zip(group(k)) {
+                slot.write(v);
             }
-            _ => self.extend_from_slice(values),
+            k += 1;
         }
+        let rest = groups.into_remainder();
+        if !rest.is_empty() {
+            for (slot, v) in rest.iter_mut().zip(group(k)) {
+                slot.write(v);
+            }
+        }
+        self.written = self.slots.len();
     }
 
     /// Writes `value` into every slot left.
