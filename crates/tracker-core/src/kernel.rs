@@ -45,7 +45,10 @@ pub fn zip_lanes<T: Float, const N: usize>(
     // Here only inputs of one value have no axes (a 0-d one holds one value).
     if out_shape.is_empty() || read.iter().all(|(_, shape)| shape.is_empty()) {
         // One value throughout (0-d results are stored inline): computed once.
-        let args = read.map(|(s, _)| Lanes::load(s, 0));
+        let mut args = [Lanes([T::one(); LANES]); N];
+        for (arg, (s, _)) in args.iter_mut().zip(read) {
+            *arg = Lanes::load(s, 0);
+        }
         return Array::full(out_shape, f(args).0[0], op);
     }
     // Broadcast inputs are gathered a row (the output's last axis) at a time.
@@ -96,16 +99,25 @@ impl<T: Float, const N: usize> Plan<'_, T, N> {
     #[inline(always)]
     fn chunk(&self, f: &impl Fn([Lanes<T>; N]) -> Lanes<T>, first: usize, out: &mut Slots<'_, T>) {
         let len = out.len();
-        let sources = self
-            .inputs
-            .map(|(s, shape)| self.source(s, shape, first, len));
+        // Inputs of one value are read from a group of it; broadcast ones are gathered
+        // for the chunk; the others are read in place.
+        let mut repeated = [[T::zero(); LANES]; N];
+        let mut gathered = [const { Vec::new() }; N];
+        for ((group, run), (s, shape)) in repeated.iter_mut().zip(&mut gathered).zip(self.inputs) {
+            match s {
+                [v] => *group = [*v; LANES],
+                _ if s.len() == self.len => {}
+                _ => *run = self.gather(s, shape, first, len),
+            }
+        }
         // Each input as a run read `step` elements further for each group of lanes.
         let mut runs = [(&[][..], LANES); N];
-        for (run, (source, (s, _))) in runs.iter_mut().zip(sources.iter().zip(self.inputs)) {
-            *run = match source {
-                Source::InPlace => (s.get(first..first + len).unwrap_or_default(), LANES),
-                Source::Repeated(v) => (v.as_slice(), 0),
-                Source::Gathered(g) => (g.as_slice(), LANES),
+        let sources = repeated.iter().zip(&gathered).zip(self.inputs);
+        for (run, ((group, gathered), (s, _))) in runs.iter_mut().zip(sources) {
+            *run = match s {
+                [_] => (group.as_slice(), 0),
+                _ if s.len() == self.len => (s.get(first..first + len).unwrap_or_default(), LANES),
+                _ => (gathered.as_slice(), LANES),
             };
         }
         out.fill_groups(
@@ -120,15 +132,10 @@ impl<T: Float, const N: usize> Plan<'_, T, N> {
         );
     }
 
-    /// How input `s` of shape `shape` is read for the `len` outputs from `first`.
-    fn source(&self, s: &[T], shape: &[usize], first: usize, len: usize) -> Source<T> {
-        match s {
-            [v] => return Source::Repeated([*v; LANES]),
-            _ if s.len() == self.len => return Source::InPlace,
-            _ => {}
-        }
-        // Broadcast: copied a row at a time. Its last axis either matches the row or
-        // has length 1 (one element repeated along the row).
+    /// The elements of broadcast input `s` (of shape `shape`) for the `len` outputs
+    /// from `first`, copied a row at a time. Its last axis either matches the row or has
+    /// length 1 (one element repeated along the row).
+    fn gather(&self, s: &[T], shape: &[usize], first: usize, len: usize) -> Vec<T> {
         let (lead, last) = shape.split_at(shape.len().saturating_sub(1));
         let along = last.first().is_some_and(|&d| d != 1);
         let mut bases = BroadcastOffsets::new(lead, self.outer).starting_at(first / self.row);
@@ -148,18 +155,8 @@ impl<T: Float, const N: usize> Plan<'_, T, N> {
             }
             at += to - from;
         }
-        Source::Gathered(run)
+        run
     }
-}
-
-/// How a chunk's loop reads one input.
-enum Source<T> {
-    /// The input has the output's size: read where it is.
-    InPlace,
-    /// One value throughout.
-    Repeated([T; LANES]),
-    /// A broadcast input, copied out for the chunk.
-    Gathered(Vec<T>),
 }
 
 /// How many elements the loops take together.
@@ -286,5 +283,62 @@ impl<T: Float> Num for Lanes<T> {
     #[inline(always)]
     fn replace_where(self, condition: Self, value: f64) -> Self {
         self.zip_with(condition, |v, c| v.replace_where(c, value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `a + 10·b + 100·c` of three inputs broadcast to `shape`, element by element.
+    fn naive(shape: &[usize], inputs: [&Array<f64>; 3]) -> Vec<f64> {
+        let len: usize = shape.iter().product();
+        let mut out = vec![0.0; len];
+        for (input, scale) in inputs.iter().zip([1.0, 10.0, 100.0]) {
+            let offsets = BroadcastOffsets::new(input.shape(), shape);
+            for (o, k) in out.iter_mut().zip(offsets) {
+                *o += scale * input.as_slice().get(k).copied().unwrap_or(f64::NAN);
+            }
+        }
+        out
+    }
+
+    fn counting(shape: &[usize]) -> Result<Array<f64>> {
+        let len = shape.iter().product();
+        Array::from_vec(shape, (0..len).map(|k| k as f64).collect())
+    }
+
+    /// Rows that are shorter than the lanes, longer, and not a divisor of the chunk
+    /// (chunks start inside rows), in long outputs that the pool splits.
+    #[test]
+    fn broadcasts_match_element_by_element() -> Result<()> {
+        for shape in [
+            vec![64, 10],
+            vec![3, 700, 10],
+            vec![5000, 13],
+            vec![7, 1, 4099],
+        ] {
+            let n = shape.len();
+            let row: Vec<usize> = shape
+                .iter()
+                .enumerate()
+                .map(|(k, &d)| if k + 1 == n { d } else { 1 })
+                .collect();
+            let column: Vec<usize> = shape
+                .iter()
+                .enumerate()
+                .map(|(k, &d)| if k + 1 == n { 1 } else { d })
+                .collect();
+            let (a, b, c) = (
+                counting(&shape)?,
+                counting(row.get(1..).unwrap_or_default())?,
+                counting(&column)?,
+            );
+            let y = zip_lanes("test", [&a, &b, &c], &shape, |[a, b, c]| {
+                a + b.lit(10.0) * b + c.lit(100.0) * c
+            })?;
+            assert_eq!(y.as_slice(), naive(&shape, [&a, &b, &c]), "{shape:?}");
+        }
+        Ok(())
     }
 }
