@@ -27,7 +27,8 @@ pub fn zip<T: Float, const N: usize>(
 /// outputs are cut into chunks that run in parallel.
 ///
 /// Inputs that already have `out_shape` (or a single element, or one value
-/// throughout) are read directly; the others are walked through broadcast offsets. The
+/// throughout) are read directly; the others are gathered for each chunk first, a row
+/// at a time through broadcast offsets, so that one tight loop reads every input. The
 /// lanes past the end of the last chunk hold ones, and their results are dropped.
 pub fn zip_lanes<T: Float, const N: usize>(
     op: &'static str,
