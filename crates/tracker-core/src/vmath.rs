@@ -165,11 +165,12 @@ pub(crate) fn apply_on<T: Float>(
             // SAFETY: the CPU has AVX-512F.
             return unsafe { apply_avx512(func, x, out, scalar) };
         }
-        if isa >= Isa::Avx2 && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        let fma = is_x86_feature_detected!("fma");
+        if isa >= Isa::Avx2 && is_x86_feature_detected!("avx2") && fma {
             // SAFETY: the CPU has AVX2 and FMA.
             return unsafe { apply_avx2(func, x, out, scalar) };
         }
-        if !is_x86_feature_detected!("fma") {
+        if !fma {
             // Without FMA the kernels' multiply-adds would each be a library call.
             for (o, &v) in out.iter_mut().zip(x) {
                 *o = scalar(v);
