@@ -20,6 +20,7 @@ __all__ = [
     "TrackedReal",
     "TrackerError",
     "__version__",
+    "arrange_plain",
     "back",
     "cumprod",
     "cumsum",
@@ -257,6 +258,9 @@ class Scope:
 
     def input(self, value: Any) -> _Tracked:
         """A leaf to differentiate with respect to; a NumPy array is borrowed, not copied."""
+    def trace_plain(self, args: tuple[Any, ...]) -> tuple[tuple[Any, ...], list[_Tracked]] | None:
+        """`(traced args, inputs)` when each argument is a float array or a plain dict of
+        them, none twice; None otherwise."""
     def gradient(
         self, y: Any, inputs: Sequence[_Tracked], seed: Any = None, retain: bool = False
     ) -> list[Any]:
@@ -273,6 +277,9 @@ class TapeObjects:
     """The Python callables one tape holds (visible to the garbage collector)."""
 
 def enter_scope(nest: bool) -> Scope: ...
+def arrange_plain(args: tuple[Any, ...], values: list[Any]) -> tuple[Any, ...]:
+    """`args` (arrays and plain dicts of them) with their arrays replaced by `values`."""
+
 def uncounted(x: Any) -> Any:
     """A handle to `x` that does not keep its tape from being cleared."""
 

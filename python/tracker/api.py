@@ -1,6 +1,7 @@
 """Differentiation of whole functions: `gradient`, `withgradient`, `jacobian`, `hessian`."""
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -28,17 +29,10 @@ def _trace(
     occurrence gets the total gradient. Fields a dataclass leaves out of its
     `trainable()` are not differentiated.
     """
-    arrays = _plain_arrays(args)
-    if arrays is not None:
-        handles = [scope.input(a) for a in arrays]
-        if arrays is args:  # no dict: the arguments are the arrays
-            return tuple(handles), handles, tuple
-
-        def arrange_plain(values: list[Any]) -> tuple[Any, ...]:
-            it = iter(values)
-            return tuple(dict(zip(a, it)) if type(a) is dict else next(it) for a in args)
-
-        return arrange_plain(handles), handles, arrange_plain
+    plain = scope.trace_plain(args)
+    if plain is not None:  # arrays and plain dicts of them: no tree to walk
+        traced, handles = plain
+        return traced, handles, functools.partial(_core.arrange_plain, args)
     leaves, treedef = tree.flatten(args)
     unique, positions = tree.dedup(leaves, is_tracked=_core.istracked)
     trainable = tree.trainable_unique(args, positions, len(unique))
@@ -56,26 +50,6 @@ def _trace(
         return tree.unflatten_gradient(treedef, [per_input[p] for p in positions])
 
     return tree.unflatten(treedef, traced), [t for t in inputs if t is not None], arrange
-
-
-def _plain_arrays(args: tuple[Any, ...]) -> Sequence[Any] | None:
-    """The arrays of `args` when each argument is a float32 or float64 array or a plain
-    dict of them, and no array appears twice: the common cases, where no structure
-    needs walking. `args` itself when it holds no dict; None when it is not such."""
-    if _distinct_arrays(args):
-        return args
-    if dict not in map(type, args):
-        return None
-    arrays = [v for a in args for v in (a.values() if type(a) is dict else (a,))]
-    return arrays if _distinct_arrays(arrays) else None
-
-
-def _distinct_arrays(arrays: Sequence[Any]) -> bool:
-    """Whether every one of `arrays` is a float32 or float64 array, none twice."""
-    for a in arrays:
-        if type(a) is not np.ndarray or a.dtype.char not in "fd":
-            return False
-    return len(arrays) < 2 or len(set(map(id, arrays))) == len(arrays)
 
 
 def _run(f: Callable[..., Any], args: tuple[Any, ...], nest: bool) -> tuple[Any, tuple[Any, ...]]:

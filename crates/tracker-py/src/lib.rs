@@ -370,6 +370,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     tracker_core::set_retire_hook(rules::tape_cleared);
     tracker_core::ops::special::set_evaluator(special::evaluate);
     m.add_function(wrap_pyfunction!(param, m)?)?;
+    m.add_function(wrap_pyfunction!(scope::arrange_plain, m)?)?;
     m.add_function(wrap_pyfunction!(back, m)?)?;
     m.add_function(wrap_pyfunction!(grad, m)?)?;
     m.add_function(wrap_pyfunction!(data, m)?)?;

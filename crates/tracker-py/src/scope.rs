@@ -1,13 +1,17 @@
 //! Differentiation scopes for `tracker.api` (gradient, withgradient, hessian).
 
+use numpy::{PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::PyList;
-use tracker_core::{Output, Scope};
+use pyo3::types::{PyDict, PyList, PyTuple};
+use tracker_core::{Arg, Output, Scope};
 
 use crate::convert::{arg_or_raise, array_value, output_to_py};
 use crate::errors::IntoPyResult;
 use crate::tracked::tracked_of;
+
+/// A call's arguments with their arrays replaced by inputs, and those inputs.
+type Traced<'py> = (Bound<'py, PyTuple>, Vec<Py<PyAny>>);
 
 /// One differentiation call's scope. Its frame belongs to the thread that entered it;
 /// dropping it elsewhere (a collected pullback) is harmless.
@@ -38,6 +42,28 @@ impl PyScope {
         let arg = arg_or_raise(value, None, "gradient")?;
         let t = self.scope()?.input(arg).py()?;
         output_to_py(py, Output::Tracked(t))
+    }
+
+    /// `(traced, inputs)` for the common calls, where each argument is a float32 or
+    /// float64 array or a plain dict of them and no array appears twice: `args` with each
+    /// array replaced by an input, and those inputs in order. `None` for any other
+    /// arguments, which `tracker.api` walks as trees.
+    fn trace_plain<'py>(&self, args: &Bound<'py, PyTuple>) -> PyResult<Option<Traced<'py>>> {
+        let Some(arrays) = plain_arrays(args) else {
+            return Ok(None);
+        };
+        let scope = self.scope()?;
+        let inputs = arrays
+            .iter()
+            .map(|a| {
+                let t = scope
+                    .input(Arg::Value(array_value(a, None, "gradient")?))
+                    .py()?;
+                output_to_py(args.py(), Output::Tracked(t))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let traced = arranged(args, inputs.iter().map(|i| i.bind(args.py()).clone()))?;
+        Ok(Some((traced, inputs)))
     }
 
     /// The gradients of `y` with respect to `inputs` (out of place; tracked when nested).
@@ -100,6 +126,68 @@ impl PyScope {
         let results = scope.exit(results).py()?;
         results.into_iter().map(|r| output_to_py(py, r)).collect()
     }
+}
+
+/// The arrays of `args` when each argument is a float32 or float64 array or a plain
+/// dict of them, none twice; `None` otherwise.
+fn plain_arrays<'py>(args: &Bound<'py, PyTuple>) -> Option<Vec<Bound<'py, PyAny>>> {
+    let mut arrays = Vec::with_capacity(args.len());
+    for arg in args.iter() {
+        if let Ok(dict) = arg.cast_exact::<PyDict>() {
+            arrays.extend(dict.values().iter());
+        } else {
+            arrays.push(arg);
+        }
+    }
+    let float_array = |a: &Bound<'_, PyAny>| {
+        a.cast_exact::<PyUntypedArray>().is_ok_and(|a| {
+            let descr = a.dtype();
+            descr.kind() == b'f' && matches!(descr.itemsize(), 4 | 8)
+        })
+    };
+    if !arrays.iter().all(float_array) {
+        return None;
+    }
+    let mut ids: Vec<_> = arrays.iter().map(Bound::as_ptr).collect();
+    ids.sort_unstable();
+    let distinct = ids.windows(2).all(|w| w.first() != w.last());
+    distinct.then_some(arrays)
+}
+
+/// `args` (as [`plain_arrays`] takes them) with their arrays replaced by `values`, in
+/// order: the gradients in the arguments' structure.
+#[pyfunction]
+pub fn arrange_plain<'py>(
+    args: &Bound<'py, PyTuple>,
+    values: Vec<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    arranged(args, values.into_iter())
+}
+
+fn arranged<'py>(
+    args: &Bound<'py, PyTuple>,
+    mut values: impl Iterator<Item = Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let py = args.py();
+    let mut next = || {
+        values
+            .next()
+            .ok_or_else(|| PyRuntimeError::new_err("arrange_plain: fewer values than arrays"))
+    };
+    let arranged = args
+        .iter()
+        .map(|arg| match arg.cast_exact::<PyDict>() {
+            Ok(dict) => {
+                let out = PyDict::new(py);
+                for key in dict.keys() {
+                    out.set_item(key, next()?)?;
+                }
+                Ok(out.into_any())
+            }
+            Err(_) => next(),
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyTuple::new(py, arranged)
 }
 
 /// Enters a differentiation scope (see `tracker.api`).
