@@ -34,18 +34,18 @@ def _refuse_options(name: str, **options: Any) -> None:
 
 def _reduction(name: str) -> Callable[..., Any]:
     def reduce(a, axis=None, dtype=None, out=None, keepdims=False, **options):
-        _refuse_options(name, dtype=dtype, out=out, **options)
-        keepdims = False if keepdims is _NO_VALUE else keepdims
-        return getattr(a, name)(axis=axis, keepdims=bool(keepdims))
+        if dtype is not None or out is not None or options:  # checked inline: a hot path
+            _refuse_options(name, dtype=dtype, out=out, **options)
+        return getattr(a, name)(axis=axis, keepdims=keepdims is not _NO_VALUE and bool(keepdims))
 
     return reduce
 
 
 def _extremum(name: str) -> Callable[..., Any]:
     def reduce(a, axis=None, out=None, keepdims=False, **options):
-        _refuse_options(name, out=out, **options)
-        keepdims = False if keepdims is _NO_VALUE else keepdims
-        return getattr(a, name)(axis=axis, keepdims=bool(keepdims))
+        if out is not None or options:
+            _refuse_options(name, out=out, **options)
+        return getattr(a, name)(axis=axis, keepdims=keepdims is not _NO_VALUE and bool(keepdims))
 
     return reduce
 
