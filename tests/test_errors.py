@@ -116,13 +116,23 @@ def test_out_of_a_unary_ufunc_refuses_after_plain_calls():
     assert np.array_equal(out, [0.0, 0.0])
 
 
-def test_out_in_a_reduction_refuses():
+@pytest.mark.parametrize(
+    ("call", "name", "option"),
+    [
+        (lambda x: np.sum(x, out=np.zeros(())), "np.sum", "out="),
+        (lambda x: np.sum(x, dtype=np.float32), "np.sum", "dtype="),
+        (lambda x: np.mean(x, where=np.array([True, False])), "np.mean", "where="),
+        (lambda x: np.max(x, out=np.zeros(())), "np.max", "out="),
+        (lambda x: np.min(x, initial=0.0), "np.min", "initial="),
+    ],
+)
+def test_options_of_a_reduction_refuse(call, name, option):
     x = tr.param([1.0, 2.0])
     with pytest.raises(TypeError) as excinfo:
-        np.sum(x, out=np.zeros(()))
+        call(x)
     message = str(excinfo.value)
-    assert "np.sum" in message
-    assert "out=" in message
+    assert name in message
+    assert option in message
 
 
 @pytest.mark.parametrize(
