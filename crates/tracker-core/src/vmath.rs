@@ -9,8 +9,9 @@
 //! faster than a product and a sum): exactly rounded, so every path gives the same
 //! bits, on every CPU that has FMA (x86-64 since 2013, every 64-bit ARM). An x86-64 CPU
 //! without it, where each would be a library call, gets the scalar functions instead.
-//! `f32` elements are computed in `f64` and rounded once, with what `f32` needs: the
-//! exponentials' polynomial cut short, and a simpler reduction for `tanh`.
+//! `f32` elements are computed in `f64` and rounded once, with the exponentials'
+//! polynomial cut to what `f32` needs; `tanh`, the activation of `f32` models, is
+//! computed in `f32` itself, sixteen lanes at a time rather than eight.
 //!
 //! A kernel has a fast range (for `exp`, `|x| <= 708`): elements outside it (NaN,
 //! infinities, overflow, underflow, huge arguments of `sin`) are recomputed by the
@@ -208,7 +209,7 @@ fn apply_blocks<T: Float>(func: Func, x: &[T], out: &mut [T], scalar: impl Fn(T)
 }
 
 /// [`apply_blocks`] with the exponentials' polynomial cut to its first `TERMS` terms
-/// ([`F32_TERMS`] for `f32` elements, which also take [`tanh_f32`]).
+/// ([`F32_TERMS`] for `f32` elements, which also take [`tanh32`]).
 #[inline(always)]
 fn blocks<T: Float, const TERMS: usize>(
     func: Func,
@@ -227,7 +228,7 @@ fn blocks<T: Float, const TERMS: usize>(
             Func::Sin => lanes(x, out, &scalar, sin, |v| v.abs() <= TRIG_MAX),
             Func::Cos => lanes(x, out, &scalar, cos, |v| v.abs() <= TRIG_MAX),
             Func::Tanh if TERMS == F32_TERMS => {
-                lanes(x, out, &scalar, tanh_f32, |v| v.abs() <= f64::MAX);
+                lanes32(x, out, &scalar, tanh32, |v| v.abs() <= f32::MAX);
             }
             Func::Tanh => lanes(x, out, &scalar, tanh::<TERMS>, |v| v.abs() <= f64::MAX),
             Func::Sigmoid => lanes(x, out, &scalar, sigmoid::<TERMS>, |v| v.abs() <= EXP_MAX),
@@ -244,15 +245,44 @@ fn lanes<T: Float>(
     kernel: impl Fn(f64) -> f64,
     fast: impl Fn(f64) -> bool,
 ) {
+    lanes_in(x, out, scalar, T::to_f64, T::from_f64, kernel, fast);
+}
+
+/// [`lanes`] for a kernel computed in `f32`, for `f32` elements (whose conversions
+/// to and from `f64` are exact and compile to nothing).
+#[inline(always)]
+fn lanes32<T: Float>(
+    x: &[T],
+    out: &mut [T],
+    scalar: &impl Fn(T) -> T,
+    kernel: impl Fn(f32) -> f32,
+    fast: impl Fn(f32) -> bool,
+) {
+    let narrow = |v: T| v.to_f64() as f32;
+    let widen = |y: f32| T::from_f64(f64::from(y));
+    lanes_in(x, out, scalar, narrow, widen, kernel, fast);
+}
+
+/// [`lanes`] computing in `C`, reached from the elements by `to` and back by `from`.
+#[inline(always)]
+fn lanes_in<T: Float, C: Copy>(
+    x: &[T],
+    out: &mut [T],
+    scalar: &impl Fn(T) -> T,
+    to: impl Fn(T) -> C,
+    from: impl Fn(C) -> T,
+    kernel: impl Fn(C) -> C,
+    fast: impl Fn(C) -> bool,
+) {
     let mut all_fast = true;
     for (o, &v) in out.iter_mut().zip(x) {
-        let v = v.to_f64();
-        *o = T::from_f64(kernel(v));
+        let v = to(v);
+        *o = from(kernel(v));
         all_fast &= fast(v);
     }
     if !all_fast {
         for (o, &v) in out.iter_mut().zip(x) {
-            if !fast(v.to_f64()) {
+            if !fast(to(v)) {
                 *o = scalar(v);
             }
         }
@@ -327,16 +357,38 @@ const COS: [f64; 6] = [
 /// `c[2i] + x·c[2i+1]`: the pairs are independent, so the chain of dependent
 /// operations, which bounds the loops' speed, is half as long as plain Horner's.
 #[inline(always)]
-fn horner(x: f64, c: &[f64]) -> f64 {
+fn horner<F: MulAdd>(x: F, c: &[F]) -> F {
     let x2 = x * x;
-    let pair = |p: &[f64]| match p {
+    let pair = |p: &[F]| match p {
         [a, b] => x.mul_add(*b, *a),
         [a] => *a,
-        _ => 0.0,
+        _ => F::ZERO,
     };
     let mut pairs = c.chunks(2).rev();
-    let last = pairs.next().map(pair).unwrap_or(0.0);
+    let last = pairs.next().map(pair).unwrap_or(F::ZERO);
     pairs.fold(last, |acc, p| acc.mul_add(x2, pair(p)))
+}
+
+/// The fused multiply-add of `f32` and `f64`, for [`horner`].
+trait MulAdd: Copy + std::ops::Mul<Output = Self> {
+    const ZERO: Self;
+    fn mul_add(self, a: Self, b: Self) -> Self;
+}
+
+impl MulAdd for f32 {
+    const ZERO: Self = 0.0;
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f32::mul_add(self, a, b)
+    }
+}
+
+impl MulAdd for f64 {
+    const ZERO: Self = 0.0;
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f64::mul_add(self, a, b)
+    }
 }
 
 /// 1.5·2^52: a sum with it is rounded to an integer, which its low bits hold.
@@ -486,17 +538,51 @@ fn tanh<const TERMS: usize>(x: f64) -> f64 {
     (t / (t + 2.0)).copysign(x)
 }
 
-/// `tanh` for an `f32` result: `expm1(2|x|)` reduced by one `ln 2` constant, without
-/// the low part of `r` (`f32` needs neither: each costs at most 2^-48 relative), and
-/// `|x|` capped at 10, beyond which `tanh` rounds to 1 in `f32`.
+/// `tanh|x| = |x| + |x|³·P(x²)` on `|x| < 1` (degree 7, relative error 2^-27.5 in `P`).
+const TANH32: [f32; 8] = [
+    -0.333_333_34,
+    0.133_333_1,
+    -0.053_963_415,
+    0.021_829_549,
+    -0.008_697_848,
+    0.003_206_803_5,
+    -0.000_923_500_86,
+    0.000_142_793_19,
+];
+/// `exp(r)` on `|r| <= ln2 / 2` (degree 6, relative error 2^-28.6).
+const EXP32: [f32; 7] = [
+    1.0,
+    1.0,
+    0.5,
+    0.166_664_15,
+    0.041_666_35,
+    0.008_375_126,
+    0.001_394_110_8,
+];
+
+/// `tanh` in `f32` arithmetic, twice the lanes of an `f64` kernel. Below 1, a
+/// polynomial; from 1 on, `1 - 2/(1 + e^2|x|)`, where the quotient is below 0.24, so its
+/// rounding errors (3.5 `f32` ulps of it at most) stay under one ulp of the result.
+/// `|x|` is capped at 10, beyond which `tanh` rounds to 1.
 #[inline(always)]
-fn tanh_f32(x: f64) -> f64 {
-    let a = x.abs().min(10.0);
-    let (kf, k) = round_int((a + a) * LOG2_E);
-    let r = kf.mul_add(-std::f64::consts::LN_2, a + a);
-    let s = pow2(k);
-    let t = s.mul_add(expm1_reduced::<F32_TERMS>(r), s - 1.0);
-    (t / (t + 2.0)).copysign(x)
+fn tanh32(x: f32) -> f32 {
+    /// 1.5·2^23: a sum with it is rounded to an integer, which its low bits hold.
+    const SHIFT32: f32 = 12_582_912.0;
+    /// ln 2 in two parts; `k·LN2_HI32` is exact for the `k < 32` met here.
+    const LN2_HI32: f32 = 0.693_359_4;
+    const LN2_LO32: f32 = -2.121_944_4e-4;
+    let a = x.abs();
+    let z = a * a;
+    let small = (a * z).mul_add(horner(z, &TANH32), a);
+    let b = a.min(10.0);
+    let t = (b + b).mul_add(std::f32::consts::LOG2_E, SHIFT32);
+    let kf = t - SHIFT32;
+    let r = kf.mul_add(-LN2_LO32, kf.mul_add(-LN2_HI32, b + b));
+    // e^2b = 2^k·e^r, with k (in t's low bits) added to the exponent field.
+    let k = t.to_bits().wrapping_sub(SHIFT32.to_bits());
+    let e = f32::from_bits(horner(r, &EXP32).to_bits().wrapping_add(k << 23));
+    let large = 1.0 - 2.0 / (1.0 + e);
+    (if a < 1.0 { small } else { large }).copysign(x)
 }
 
 #[inline(always)]
@@ -719,6 +805,36 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `f32` `tanh` at every `step`-th `f32` from 0 to 10.5 (beyond, it rounds to 1):
+    /// within 1 ulp of the f64 reference rounded to f32. The worst `(ulps, x)`.
+    fn tanh32_worst(step: usize) -> (u64, f32) {
+        let x: Vec<f32> = (0..=10.5f32.to_bits())
+            .step_by(step)
+            .map(f32::from_bits)
+            .collect();
+        let mut y = vec![0.0f32; x.len()];
+        apply(Func::Tanh, &x, &mut y, |v| v.tanh());
+        let reference = |x: f32| f64::from(x).tanh() as f32;
+        x.iter()
+            .zip(&y)
+            .map(|(&x, &y)| (ulps32(y, reference(x)), x))
+            .fold((0, 0.0), |worst, d| if d.0 > worst.0 { d } else { worst })
+    }
+
+    #[test]
+    fn tanh32_within_1_ulp_across_its_range() {
+        let (ulps, x) = tanh32_worst(1021);
+        assert!(ulps <= 1, "{ulps} ulp at x = {x:e}");
+    }
+
+    /// Every `f32`: 1 ulp at most (2.2 million of the 1.09 billion), the rest exact.
+    #[test]
+    #[ignore = "every f32 below 10.5: a minute in release mode"]
+    fn tanh32_within_1_ulp_everywhere() {
+        let (ulps, x) = tanh32_worst(1);
+        assert!(ulps <= 1, "{ulps} ulp at x = {x:e}");
     }
 
     #[test]
