@@ -3,8 +3,8 @@ OMP_NUM_THREADS), and no result depends on it: elementwise ops, reductions over 
 kind of axes and their gradients give the same bits on one thread as on two or three,
 and match NumPy.
 
-The arrays are larger than 2^15 elements, from which the engine splits loops between
-threads. Each thread count runs in its own process (the count is read once).
+The arrays have 2^18 elements or more, from which the engine splits elementwise loops
+and reductions between threads. Each thread count runs in its own process (the count is read once).
 """
 
 import os
@@ -27,10 +27,10 @@ THREAD_VARIABLES = ("TRACKER_NUM_THREADS", "RAYON_NUM_THREADS", "OMP_NUM_THREADS
 
 
 def arrays() -> dict[str, np.ndarray]:
-    """The inputs, near 1 so that products of 10^5 elements stay in range."""
+    """The inputs, near 1 so that products of 2^18 elements stay in range."""
     rng = np.random.default_rng(11)
     near_one = lambda *shape: 1.0 + 0.01 * rng.standard_normal(shape)  # noqa: E731
-    cube = near_one(40, 50, 64)
+    cube = near_one(64, 64, 64)
     specials = cube.copy()
     specials[3, 7, 11] = np.nan
     specials[10, :, 5] = np.inf
@@ -39,9 +39,9 @@ def arrays() -> dict[str, np.ndarray]:
         "cube": cube,
         "cube32": cube.astype(np.float32),
         "specials": specials,
-        "tall": near_one(1 << 16, 3),
-        "wide": near_one(3, 1 << 16),
-        "line": near_one(1 << 17),
+        "tall": near_one(1 << 16, 4),
+        "wide": near_one(4, 1 << 16),
+        "line": near_one(1 << 18),
     }
 
 

@@ -313,12 +313,18 @@ mod tests {
     /// (chunks start inside rows), in long outputs that the pool splits.
     #[test]
     fn broadcasts_match_element_by_element() -> Result<()> {
-        for shape in [
+        let shapes = [
             vec![64, 10],
             vec![3, 700, 10],
-            vec![5000, 13],
+            vec![11_000, 13],
             vec![7, 1, 4099],
-        ] {
+        ];
+        let split = |s: &Vec<usize>| s.iter().product::<usize>() >= crate::parallel::PARALLEL_MIN;
+        assert!(
+            shapes.iter().any(split),
+            "no output long enough for the pool"
+        );
+        for shape in shapes {
             let n = shape.len();
             let row: Vec<usize> = shape
                 .iter()

@@ -4,9 +4,9 @@
 //!
 //! Work is split only where the split cannot change a result: elementwise loops cut
 //! their output into chunks, and reductions combine blocks in an order fixed by the
-//! shape alone, so every thread count gives the same bits. Loops over fewer than 2^15
-//! elements stay on the calling thread, where waking the pool would cost more than it
-//! saves.
+//! shape alone, so every thread count gives the same bits. Elementwise loops over fewer
+//! than 2^17 elements, and reductions over fewer than 2^18, stay on the calling thread,
+//! where waking the pool would cost more than it saves.
 //!
 //! ```
 //! use tracker_core::{Tracked, Value, num_threads};
@@ -30,10 +30,16 @@ use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use crate::error::Result;
 
-/// Loops over fewer elements than this run on the calling thread. Measured on two
-/// cores: at 2^14 elements an addition split in two takes as long as on one thread
-/// (a sine gains a quarter); from 2^15 on, every elementwise op gains.
-pub(crate) const PARALLEL_MIN: usize = 1 << 15;
+/// Loops over fewer elements than this run on the calling thread. Waking the pool's
+/// other thread took 15 to 30 µs on a virtual machine's two cores: there an addition of
+/// 2^16 `f64` took as long split as on one thread (an `exp` gained a sixth), and from
+/// 2^17 on every elementwise op gained. (Where waking is cheaper, 2^15 already gains.)
+pub(crate) const PARALLEL_MIN: usize = 1 << 17;
+
+/// A reduction's elements count this many times less toward [`PARALLEL_MIN`]: it reads
+/// each once and writes nothing, so it has less work to share (a sum of 2^17 `f64`
+/// took 17 µs on one thread and 30 split; of 2^19, 155 against 66).
+pub(crate) const REDUCTION_SHARE: usize = 2;
 
 /// The elements one task of an elementwise loop takes (a multiple of every lane count).
 pub(crate) const CHUNK: usize = 1 << 12;

@@ -290,7 +290,8 @@ impl Slabs {
         let slab = n * inner;
         // Whole slabs per task, about a chunk of elements in each.
         let per_task = (crate::parallel::CHUNK / slab).max(1);
-        crate::parallel::for_each_chunk(out, per_task * inner, x.len(), |first, out| {
+        let work = x.len() / crate::parallel::REDUCTION_SHARE;
+        crate::parallel::for_each_chunk(out, per_task * inner, work, |first, out| {
             let x = x.get(first * n..).unwrap_or_default();
             if inner == 1 {
                 // Each output folds a contiguous run of n elements.
@@ -322,7 +323,7 @@ fn fold_run<T: Float>(run: &[T], init: T, combine: impl Combine<T>) -> T {
     }
     let (left, right) = run.split_at((run.len() / 2).div_ceil(RUN_BLOCK) * RUN_BLOCK);
     let (a, b) = crate::parallel::join(
-        run.len(),
+        run.len() / crate::parallel::REDUCTION_SHARE,
         || fold_run(left, init, combine),
         || fold_run(right, init, combine),
     );
@@ -382,7 +383,7 @@ fn fold_rows<T: Float>(
 ) {
     let width = out.len();
     let rows = slab.len() / inner.max(1);
-    let work = rows * width;
+    let work = rows * width / crate::parallel::REDUCTION_SHARE;
     if rows > 1 && width > STRIP_MAX {
         let (left, right) = out.split_at_mut((width / 2).next_multiple_of(LANES));
         let middle = first + left.len();
