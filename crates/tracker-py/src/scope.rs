@@ -119,12 +119,21 @@ impl PyScope {
             .inner
             .take()
             .ok_or_else(|| PyRuntimeError::new_err("this scope has been exited"))?;
-        let results = results
+        let outputs = results
             .iter()
             .map(|r| output_of(&r))
             .collect::<PyResult<Vec<_>>>()?;
-        let results = scope.exit(results).py()?;
-        results.into_iter().map(|r| output_to_py(py, r)).collect()
+        let outputs = scope.exit(outputs).py()?;
+        // A result that left as a plain value is the one that came in: it is returned
+        // itself, not wrapped in a new view.
+        results
+            .iter()
+            .zip(outputs)
+            .map(|(r, out)| match out {
+                Output::Value(_) if tracked_of(&r).is_none() => Ok(r.unbind()),
+                out => output_to_py(py, out),
+            })
+            .collect()
     }
 }
 
