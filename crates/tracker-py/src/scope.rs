@@ -4,7 +4,7 @@ use numpy::{PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
-use tracker_core::{Arg, Output, Scope};
+use tracker_core::{Output, Scope};
 
 use crate::convert::{arg_or_raise, array_value, output_to_py};
 use crate::errors::IntoPyResult;
@@ -52,15 +52,9 @@ impl PyScope {
         let Some(arrays) = plain_arrays(args) else {
             return Ok(None);
         };
-        let scope = self.scope()?;
         let inputs = arrays
             .iter()
-            .map(|a| {
-                let t = scope
-                    .input(Arg::Value(array_value(a, None, "gradient")?))
-                    .py()?;
-                output_to_py(args.py(), Output::Tracked(t))
-            })
+            .map(|a| self.input(args.py(), a))
             .collect::<PyResult<Vec<_>>>()?;
         let traced = arranged(args, inputs.iter().map(|i| i.bind(args.py()).clone()))?;
         Ok(Some((traced, inputs)))
@@ -124,13 +118,13 @@ impl PyScope {
             .map(|r| output_of(&r))
             .collect::<PyResult<Vec<_>>>()?;
         let outputs = scope.exit(outputs).py()?;
-        // A result that left as a plain value is the one that came in: it is returned
-        // itself, not wrapped in a new view.
+        // `exit` passes each result through or marks it (tracked): one that leaves as a
+        // plain value is the one that came in, returned itself, not wrapped in a new view.
         results
             .iter()
             .zip(outputs)
             .map(|(r, out)| match out {
-                Output::Value(_) if tracked_of(&r).is_none() => Ok(r.unbind()),
+                Output::Value(_) => Ok(r.unbind()),
                 out => output_to_py(py, out),
             })
             .collect()
