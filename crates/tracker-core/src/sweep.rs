@@ -4,7 +4,8 @@
 //! the recording walk records every step of every pullback as nodes on the same tape,
 //! so the gradients it returns can be differentiated again. The tape's lock is taken
 //! per step, never across a pullback: a rule written in Python may run ops (and drop
-//! handles) while its pullback runs.
+//! handles) while its pullback runs. The eager walk takes an elementwise op on 0-d
+//! values (a loop over scalars) straight through its scalar rules, without a step.
 
 use std::cell::RefCell;
 use std::ops::{Add, Div, Mul, Neg, Sub};
@@ -21,7 +22,7 @@ use crate::ops::shape::Mask;
 use crate::ops::unary::Unary;
 use crate::parallel;
 use crate::tape::{Arena, Arg, Inputs, NodeId, Tape, new_handle, push, push_constant};
-use crate::value::{Array, Dtype, Shape, Value};
+use crate::value::{Array, Dtype, Element, Shape, Value};
 
 /// Adds a contribution to a gradient slot, in place when the slot owns its buffer.
 pub(crate) fn add_into(slot: &mut Option<Value>, contribution: Contribution<Value>) -> Result<()> {
@@ -95,12 +96,55 @@ struct Step<A> {
     needs: SmallVec<[bool; 2]>,
 }
 
+/// The gradients an elementwise node on 0-d values stored inline (a loop over
+/// scalars) passes to its inputs, from its op's scalar rules, by input: no step is
+/// built and nothing allocated. `None` for any other node, and for one consumed (the
+/// general path reports it).
+fn scalar_grads<T: Element>(
+    arena: &Arena,
+    node: &crate::tape::Node,
+    dy: T,
+) -> Option<[Option<(NodeId, T)>; 2]> {
+    let element = |v: &Option<Value>| T::array(v.as_ref()?)?.zero_dim().copied();
+    let y = element(&node.value).filter(|_| !node.consumed)?;
+    let input = |k: usize| {
+        let id = *node.inputs.get(k)?;
+        let n = arena.nodes.get(id)?;
+        Some((id, element(&n.value)?, n.needs_grad))
+    };
+    Some(match (&node.op, node.inputs.len()) {
+        (Op::Unary(u), 1) => {
+            let (i, x, need) = input(0)?;
+            [need.then(|| (i, u.rule(x, y, dy))), None]
+        }
+        (Op::Binary(op), 2) => {
+            let ((i, a, need_a), (j, b, need_b)) = (input(0)?, input(1)?);
+            [
+                need_a.then(|| (i, op.rule(0, a, b, y, dy))),
+                need_b.then(|| (j, op.rule(1, a, b, y, dy))),
+            ]
+        }
+        _ => return None,
+    })
+}
+
 /// Reads nodes for a sweep and adds contributions, for one backend.
 trait Walk {
     type B: Backend;
     fn backend(&mut self) -> &mut Self::B;
     /// The node's step, or `None` for a leaf (whose slot is left for the caller).
     fn step(&mut self, id: NodeId) -> Result<Option<Step<<Self::B as Arrays>::A>>>;
+    /// Adds node `id`'s contributions to its inputs' slots in `grads` when its scalar
+    /// rules give them outright (see [`scalar_grads`]): false takes the general path
+    /// through a step.
+    fn scalar_step(
+        &mut self,
+        _id: NodeId,
+        _dy: &<Self::B as Arrays>::A,
+        _grads: &mut [Option<<Self::B as Arrays>::A>],
+    ) -> Result<bool> {
+        Ok(false)
+    }
     fn accumulate(
         &mut self,
         slot: &mut Option<<Self::B as Arrays>::A>,
@@ -172,6 +216,9 @@ fn sweep<W: Walk>(
         let Some(dy) = grads.get_mut(id).and_then(Option::take) else {
             continue;
         };
+        if !anomaly && walk.scalar_step(id, &dy, &mut grads)? {
+            continue;
+        }
         let Some(step) = walk.step(id)? else {
             walk.leaf(id, &dy)?;
             if let Some(slot) = grads.get_mut(id) {
@@ -212,6 +259,36 @@ struct EagerWalk<'t> {
     /// Accumulate into parameters (the in-place `back`).
     into_params: bool,
     eager: Eager,
+}
+
+impl EagerWalk<'_> {
+    /// [`Walk::scalar_step`] for a 0-d gradient `dy` of `T`s.
+    fn pass_scalar<T: Element>(
+        &mut self,
+        id: NodeId,
+        dy: T,
+        grads: &mut [Option<Value>],
+    ) -> Result<bool> {
+        let mut arena = self.tape.lock();
+        let Some(passed) = arena
+            .nodes
+            .get(id)
+            .filter(|_| arena.epoch == self.epoch)
+            .and_then(|node| scalar_grads(&arena, node, dy))
+        else {
+            return Ok(false);
+        };
+        if self.consume {
+            pass(&mut arena, id);
+        }
+        drop(arena);
+        for (input, g) in passed.into_iter().flatten() {
+            if let Some(slot) = grads.get_mut(input) {
+                add_into(slot, Contribution::Dense(T::value(Array::scalar(g))))?;
+            }
+        }
+        Ok(true)
+    }
 }
 
 impl Walk for EagerWalk<'_> {
@@ -269,6 +346,17 @@ impl Walk for EagerWalk<'_> {
             y,
             needs,
         }))
+    }
+
+    fn scalar_step(&mut self, id: NodeId, dy: &Value, grads: &mut [Option<Value>]) -> Result<bool> {
+        match dy {
+            Value::F32(dy) => dy
+                .zero_dim()
+                .map_or(Ok(false), |&dy| self.pass_scalar(id, dy, grads)),
+            Value::F64(dy) => dy
+                .zero_dim()
+                .map_or(Ok(false), |&dy| self.pass_scalar(id, dy, grads)),
+        }
     }
 
     fn accumulate(&mut self, slot: &mut Option<Value>, c: Contribution<Value>) -> Result<()> {

@@ -635,6 +635,38 @@ pub enum Value {
     F64(Array<f64>),
 }
 
+/// The element types of a [`Value`]: reach the typed array inside one, or wrap one.
+pub(crate) trait Element: crate::num::Float {
+    fn array(v: &Value) -> Option<&Array<Self>>;
+    fn value(a: Array<Self>) -> Value;
+}
+
+impl Element for f32 {
+    fn array(v: &Value) -> Option<&Array<f32>> {
+        match v {
+            Value::F32(a) => Some(a),
+            Value::F64(_) => None,
+        }
+    }
+
+    fn value(a: Array<f32>) -> Value {
+        Value::F32(a)
+    }
+}
+
+impl Element for f64 {
+    fn array(v: &Value) -> Option<&Array<f64>> {
+        match v {
+            Value::F64(a) => Some(a),
+            Value::F32(_) => None,
+        }
+    }
+
+    fn value(a: Array<f64>) -> Value {
+        Value::F64(a)
+    }
+}
+
 /// Runs `$body` with `$a` bound to the typed array inside a `Value`, wrapping a typed
 /// result back into a `Value` of the same dtype.
 #[macro_export]

@@ -83,18 +83,21 @@ fn cases() -> Vec<Case> {
             _ => (1.0, 1.234e-4),
         };
         let scalar = |v: f64| Arg::Value(Value::scalar(v, Dtype::F64));
-        cases.push((
-            u.name().into(),
-            vec![2, 3],
-            Box::new(move |x| {
-                let scaled = op(Op::Binary(Binary::Mul), &[me(x), scalar(scale)])?;
-                let moved = op(
-                    Op::Binary(Binary::Add),
-                    &[Arg::Tracked(scaled), scalar(offset)],
-                )?;
-                op(Op::Unary(u), &[Arg::Tracked(moved)])
-            }),
-        ));
+        // Also on a 0-d value: the sweep's path for loops over scalars.
+        for shape in [vec![2, 3], vec![]] {
+            cases.push((
+                format!("{} {shape:?}", u.name()),
+                shape,
+                Box::new(move |x| {
+                    let scaled = op(Op::Binary(Binary::Mul), &[me(x), scalar(scale)])?;
+                    let moved = op(
+                        Op::Binary(Binary::Add),
+                        &[Arg::Tracked(scaled), scalar(offset)],
+                    )?;
+                    op(Op::Unary(u), &[Arg::Tracked(moved)])
+                }),
+            ));
+        }
     }
     for &b in Binary::ALL {
         // Tracked on both sides, with broadcasting: x[0] (3,) against x (2, 3).
@@ -118,6 +121,21 @@ fn cases() -> Vec<Case> {
             format!("{} (constant right)", b.name()),
             vec![2, 3],
             Box::new(move |x| op(Op::Binary(b), &[me(x), constant(&[3, 1, 1], 3)])),
+        ));
+        // 0-d values, as a loop over scalars has them: the sweep's path for those.
+        let scalar = |v: f64| Arg::Value(Value::scalar(v, Dtype::F64));
+        cases.push((
+            format!("{} (0-d, both tracked)", b.name()),
+            vec![],
+            Box::new(move |x| {
+                let other = op(Op::Binary(Binary::Add), &[me(x), scalar(0.37)])?;
+                op(Op::Binary(b), &[me(x), Arg::Tracked(other)])
+            }),
+        ));
+        cases.push((
+            format!("{} (0-d, constant right)", b.name()),
+            vec![],
+            Box::new(move |x| op(Op::Binary(b), &[me(x), scalar(0.8)])),
         ));
     }
     // The special functions whose values and derivatives are all computed in the core
@@ -627,4 +645,50 @@ fn special_functions_without_an_evaluator_say_scipy_is_needed() {
             s.name()
         );
     }
+}
+
+/// `op` of 0-d values (a loop over scalars, which the sweep takes through the ops'
+/// scalar rules) has the gradient of the same op on one-element arrays (the general
+/// path), in both dtypes.
+#[test]
+fn scalar_loops_match_one_element_arrays() -> Result<()> {
+    let mut failures = Vec::new();
+    let mut check = |name: String, f: &dyn Fn(&Tracked) -> Result<Tracked>, at: f64| {
+        for dtype in [Dtype::F32, Dtype::F64] {
+            let scalar = Value::scalar(at, dtype);
+            let array = Value::from_vec(&[1], vec![at])?.cast(dtype)?;
+            let (g0, g1) = (gradient(f, &scalar)?, gradient(f, &array)?);
+            let (g0, g1) = (g0.item().unwrap_or(f64::NAN), g1.to_f64_vec());
+            let ulp = if dtype == Dtype::F32 { 1e-7 } else { 3e-16 };
+            match g1.as_slice() {
+                [g1] if g0.is_finite() && (g0 - g1).abs() <= 4.0 * ulp * g1.abs() => {}
+                _ => failures.push(format!("{name} {dtype:?}: {g0} against {g1:?}")),
+            }
+        }
+        Ok::<(), tracker_core::Error>(())
+    };
+    let scaled = |x: &Tracked, by: f64| {
+        let by = Arg::Value(Value::scalar(by, x.dtype()));
+        op(Op::Binary(Binary::Mul), &[Arg::Tracked(x.clone()), by])
+    };
+    for &u in Unary::ALL {
+        let at = if u == Unary::Arccosh { 1.6 } else { 0.6 };
+        check(
+            u.name().into(),
+            &|x| op(Op::Unary(u), &[Arg::Tracked(x.clone())]),
+            at,
+        )?;
+    }
+    for &b in Binary::ALL {
+        let f = |x: &Tracked| {
+            let other = scaled(x, 2.1)?;
+            op(
+                Op::Binary(b),
+                &[Arg::Tracked(x.clone()), Arg::Tracked(other)],
+            )
+        };
+        check(b.name().into(), &f, 0.6)?;
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    Ok(())
 }

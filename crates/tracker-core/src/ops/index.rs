@@ -277,6 +277,10 @@ fn slice_span(
 /// # }
 /// ```
 pub fn plan(shape: &[usize], items: &[IndexItem]) -> Result<Gather> {
+    if let ([item @ IndexItem::Int(_)], [_]) = (items, shape) {
+        // x[i] of a vector, a loop over scalars' read: nothing to expand.
+        return view(shape, &[1], &[item]);
+    }
     let consuming = items
         .iter()
         .filter(|i| !matches!(i, IndexItem::NewAxis | IndexItem::Ellipsis))
