@@ -382,7 +382,6 @@ impl Op {
     /// # }
     /// ```
     pub fn forward(&self, inputs: &[&Value]) -> Result<Value> {
-        let op = self.name();
         match (self, inputs) {
             (Op::Nobacksies(_), [x, ..]) => Ok((*x).clone()),
             (Op::Unary(u), [x]) => Ok(map_value!(x, a => u.forward(a)?)),
@@ -417,7 +416,7 @@ impl Op {
             (Op::Cast(dtype), [x]) => x.cast(*dtype),
             (Op::Cumsum { axis, reverse }, [x]) => reduce::cumsum(x, *axis, *reverse),
             _ => Err(Error::Usage {
-                message: format!("{op}: got {} inputs", inputs.len()),
+                message: format!("{}: got {} inputs", self.name(), inputs.len()),
             }),
         }
     }

@@ -1713,6 +1713,18 @@ fn tidy(tape: &Tape, alone: bool) {
     }
 }
 
+/// The value node `id` holds: every node an op reads while it is recorded holds one
+/// (only a sweep frees them, and only from nodes it has passed).
+fn stored(arena: &Arena, id: NodeId) -> Result<&Value> {
+    arena
+        .nodes
+        .get(id)
+        .and_then(|n| n.value.as_ref())
+        .ok_or_else(|| Error::Usage {
+            message: format!("internal: node {id} has no value to read"),
+        })
+}
+
 /// `op`'s value (`given`, or computed), recorded when an argument is tracked.
 fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
     let target = unifies_dtypes(&op).then(|| {
@@ -1772,48 +1784,50 @@ fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
         tidy(tape, alone);
         arena = tape.lock();
     }
+    // Every input is put on the arena first and read from there: values are large
+    // enough that copying each into a list costs a scalar op more than its arithmetic.
     let mut ids = Inputs::new();
-    let mut values: SmallVec<[Value; 2]> = SmallVec::new();
     let mut needs_grad = false;
     for arg in args {
-        let (mut id, mut value, needs) = match resolve(&arena, tape, arg, &mut outer, top)? {
-            Resolved::Node(id) => {
-                let node = arena.nodes.get(id);
-                let value = node
-                    .and_then(|n| n.value.clone())
-                    .unwrap_or_else(|| arg.value());
-                (id, value, node.is_some_and(|n| n.needs_grad))
-            }
+        let (mut id, needs) = match resolve(&arena, tape, arg, &mut outer, top)? {
+            Resolved::Node(id) => (id, arena.nodes.get(id).is_some_and(|n| n.needs_grad)),
             Resolved::Leaf(Op::Const, value, needs) => {
                 let value = match target {
                     Some(d) => value.cast(d)?,
                     None => value,
                 };
-                (push_constant(&mut arena, value.clone()), value, needs)
+                (push_constant(&mut arena, value), needs)
             }
-            Resolved::Leaf(leaf, value, needs) => (
-                push_leaf(&mut arena, tape, leaf, value.clone(), needs),
-                value,
-                needs,
-            ),
+            Resolved::Leaf(leaf, value, needs) => {
+                (push_leaf(&mut arena, tape, leaf, value, needs), needs)
+            }
         };
-        if let Some(d) = target.filter(|&d| d != value.dtype()) {
-            value = value.cast(d)?;
+        let dtype = stored(&arena, id)?.dtype();
+        if let Some(d) = target.filter(|&d| d != dtype) {
+            let value = stored(&arena, id)?.cast(d)?;
             id = push(
                 &mut arena,
                 Op::Cast(d),
                 Inputs::from_slice(&[id]),
-                value.clone(),
+                value,
                 needs,
             );
         }
         needs_grad |= needs;
         ids.push(id);
-        values.push(value);
     }
     let value = match given {
         Some(v) => v,
-        None => op.forward_values(&values)?,
+        // One or two inputs are gathered on the stack (see `Op::forward_values`).
+        None => match *ids.as_slice() {
+            [a] => op.forward(&[stored(&arena, a)?])?,
+            [a, b] => op.forward(&[stored(&arena, a)?, stored(&arena, b)?])?,
+            _ => op.forward(
+                &ids.iter()
+                    .map(|&id| stored(&arena, id))
+                    .collect::<Result<Vec<_>>>()?,
+            )?,
+        },
     };
     if !outer.is_empty() {
         STATE.with(|s| {
