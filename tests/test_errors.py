@@ -293,6 +293,18 @@ def test_second_back_through_consumed_nodes_names_the_op():
     assert np.array_equal(tr.grad(x), [2.0, 2.0])
 
 
+def test_second_back_through_a_loop_over_scalars_names_the_op():
+    # x[i] and the ops on the 0-d values it gives take the sweep's shortcut past steps.
+    x = tr.param([1.0, 2.0, 3.0])
+    h = x[0] * 2.0
+    tr.back(h * x[1] + x[2] ** 2)
+    assert np.array_equal(tr.grad(x), [4.0, 2.0, 6.0])
+    with pytest.raises(tr.ConsumedError) as excinfo:
+        tr.back(h + x[1])
+    assert "multiply" in str(excinfo.value)
+    assert np.array_equal(tr.grad(x), [4.0, 2.0, 6.0])
+
+
 # Unsupported types
 
 

@@ -9,7 +9,7 @@
 
 use std::cell::RefCell;
 use std::ops::{Add, Div, Mul, Neg, Sub};
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 use smallvec::SmallVec;
 
@@ -98,15 +98,14 @@ struct Step<A> {
 
 /// The gradients an elementwise node on 0-d values stored inline (a loop over
 /// scalars) passes to its inputs, from its op's scalar rules, by input: no step is
-/// built and nothing allocated. `None` for any other node, and for one consumed (the
-/// general path reports it).
+/// built and nothing allocated. `None` for any other node.
 fn scalar_grads<T: Element>(
     arena: &Arena,
     node: &crate::tape::Node,
     dy: T,
 ) -> Option<[Option<(NodeId, T)>; 2]> {
     let element = |v: &Option<Value>| T::array(v.as_ref()?)?.zero_dim().copied();
-    let y = element(&node.value).filter(|_| !node.consumed)?;
+    let y = element(&node.value)?;
     let input = |k: usize| {
         let id = *node.inputs.get(k)?;
         let n = arena.nodes.get(id)?;
@@ -134,10 +133,11 @@ trait Walk {
     fn backend(&mut self) -> &mut Self::B;
     /// The node's step, or `None` for a leaf (whose slot is left for the caller).
     fn step(&mut self, id: NodeId) -> Result<Option<Step<<Self::B as Arrays>::A>>>;
-    /// Adds node `id`'s contributions to its inputs' slots in `grads` when its scalar
-    /// rules give them outright (see [`scalar_grads`]): false takes the general path
-    /// through a step.
-    fn scalar_step(
+    /// Adds node `id`'s contributions to its inputs' slots in `grads` when they come
+    /// without its inputs' values: those of an elementwise op on 0-d values, from its
+    /// scalar rules (see [`scalar_grads`]), and a gather's scatter of `dy`. False takes
+    /// the general path through a step.
+    fn direct_step(
         &mut self,
         _id: NodeId,
         _dy: &<Self::B as Arrays>::A,
@@ -216,7 +216,7 @@ fn sweep<W: Walk>(
         let Some(dy) = grads.get_mut(id).and_then(Option::take) else {
             continue;
         };
-        if !anomaly && walk.scalar_step(id, &dy, &mut grads)? {
+        if !anomaly && walk.direct_step(id, &dy, &mut grads)? {
             continue;
         }
         let Some(step) = walk.step(id)? else {
@@ -262,26 +262,29 @@ struct EagerWalk<'t> {
 }
 
 impl EagerWalk<'_> {
-    /// [`Walk::scalar_step`] for a 0-d gradient `dy` of `T`s.
+    /// Marks node `id` passed when the sweep consumes, and releases the lock.
+    fn passed(&self, mut arena: MutexGuard<'_, Arena>, id: NodeId) {
+        if self.consume {
+            pass(&mut arena, id);
+        }
+    }
+
+    /// [`Walk::direct_step`] for an elementwise node with a 0-d gradient `dy` of `T`s.
     fn pass_scalar<T: Element>(
-        &mut self,
+        &self,
+        arena: MutexGuard<'_, Arena>,
         id: NodeId,
         dy: T,
         grads: &mut [Option<Value>],
     ) -> Result<bool> {
-        let mut arena = self.tape.lock();
         let Some(passed) = arena
             .nodes
             .get(id)
-            .filter(|_| arena.epoch == self.epoch)
             .and_then(|node| scalar_grads(&arena, node, dy))
         else {
             return Ok(false);
         };
-        if self.consume {
-            pass(&mut arena, id);
-        }
-        drop(arena);
+        self.passed(arena, id);
         for (input, g) in passed.into_iter().flatten() {
             if let Some(slot) = grads.get_mut(input) {
                 add_into(slot, Contribution::Dense(T::value(Array::scalar(g))))?;
@@ -348,14 +351,33 @@ impl Walk for EagerWalk<'_> {
         }))
     }
 
-    fn scalar_step(&mut self, id: NodeId, dy: &Value, grads: &mut [Option<Value>]) -> Result<bool> {
+    fn direct_step(&mut self, id: NodeId, dy: &Value, grads: &mut [Option<Value>]) -> Result<bool> {
+        let arena = self.tape.lock();
+        let Some(node) = arena
+            .nodes
+            .get(id)
+            .filter(|n| arena.epoch == self.epoch && !n.consumed)
+        else {
+            return Ok(false);
+        };
+        if let (Op::Gather(gather), &[input]) = (&node.op, node.inputs.as_slice()) {
+            let gather = gather.clone();
+            self.passed(arena, id);
+            let piece = dy.clone();
+            return match grads.get_mut(input) {
+                Some(slot) => {
+                    add_into(slot, Contribution::Scatter { gather, piece }).map(|()| true)
+                }
+                None => Ok(true),
+            };
+        }
         match dy {
             Value::F32(dy) => dy
                 .zero_dim()
-                .map_or(Ok(false), |&dy| self.pass_scalar(id, dy, grads)),
+                .map_or(Ok(false), |&dy| self.pass_scalar(arena, id, dy, grads)),
             Value::F64(dy) => dy
                 .zero_dim()
-                .map_or(Ok(false), |&dy| self.pass_scalar(id, dy, grads)),
+                .map_or(Ok(false), |&dy| self.pass_scalar(arena, id, dy, grads)),
         }
     }
 

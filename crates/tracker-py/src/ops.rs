@@ -401,17 +401,17 @@ pub fn getitem(py: Python<'_>, x: &Tracked, key: &Bound<'_, PyAny>) -> PyResult<
         .is_exact_instance_of::<PyInt>()
         .then(|| key.extract::<isize>().ok())
         .flatten();
-    let items = match int {
-        Some(i) => vec![IndexItem::Int(i)],
+    let gather = match int {
+        Some(i) => plan(&shape, &[IndexItem::Int(i)]),
         None => {
             if let Some((shape, key)) = without_scalar_bools(key, &shape)? {
                 let reshaped = run(py, Op::Reshape(shape.into()), &[Arg::Tracked(x.clone())])?;
                 return Ok(reshaped.bind(py).get_item(key)?.unbind());
             }
-            index_items(key, &shape)?
+            plan(&shape, &index_items(key, &shape)?)
         }
-    };
-    let gather = plan(&shape, &items).py()?;
+    }
+    .py()?;
     run(py, Op::Gather(gather.into()), &[Arg::Tracked(x.clone())])
 }
 
