@@ -69,6 +69,20 @@ fn loss_value(f: &dyn Fn(&Tracked) -> Result<Tracked>, x: &Value) -> Result<f64>
     Ok(y?.value().item().unwrap_or(f64::NAN))
 }
 
+/// `then(x·scale + offset)`: `x` moved into an op's domain first.
+fn moved_into(x: &Tracked, scale: f64, offset: f64, then: Op) -> Result<Tracked> {
+    let scalar = |v: f64| Arg::Value(Value::scalar(v, Dtype::F64));
+    let scaled = op(
+        Op::Binary(Binary::Mul),
+        &[Arg::Tracked(x.clone()), scalar(scale)],
+    )?;
+    let moved = op(
+        Op::Binary(Binary::Add),
+        &[Arg::Tracked(scaled), scalar(offset)],
+    )?;
+    op(then, &[Arg::Tracked(moved)])
+}
+
 fn cases() -> Vec<Case> {
     let mut cases: Vec<Case> = Vec::new();
     let me = |x: &Tracked| Arg::Tracked(x.clone());
@@ -82,20 +96,12 @@ fn cases() -> Vec<Case> {
             Unary::Relu | Unary::Elu | Unary::Selu => (-1.0, 1.234e-4),
             _ => (1.0, 1.234e-4),
         };
-        let scalar = |v: f64| Arg::Value(Value::scalar(v, Dtype::F64));
         // Also on a 0-d value: the sweep's path for loops over scalars.
         for shape in [vec![2, 3], vec![]] {
             cases.push((
                 format!("{} {shape:?}", u.name()),
                 shape,
-                Box::new(move |x| {
-                    let scaled = op(Op::Binary(Binary::Mul), &[me(x), scalar(scale)])?;
-                    let moved = op(
-                        Op::Binary(Binary::Add),
-                        &[Arg::Tracked(scaled), scalar(offset)],
-                    )?;
-                    op(Op::Unary(u), &[Arg::Tracked(moved)])
-                }),
+                Box::new(move |x| moved_into(x, scale, offset, Op::Unary(u))),
             ));
         }
     }
@@ -156,18 +162,10 @@ fn cases() -> Vec<Case> {
         } else {
             (1.0, 0.0)
         };
-        let scalar = |v: f64| Arg::Value(Value::scalar(v, Dtype::F64));
         cases.push((
             s.name().into(),
             vec![2, 3],
-            Box::new(move |x| {
-                let scaled = op(Op::Binary(Binary::Mul), &[me(x), scalar(scale)])?;
-                let moved = op(
-                    Op::Binary(Binary::Add),
-                    &[Arg::Tracked(scaled), scalar(offset)],
-                )?;
-                op(Op::Special(s), &[Arg::Tracked(moved)])
-            }),
+            Box::new(move |x| moved_into(x, scale, offset, Op::Special(s))),
         ));
     }
     for s in [Special::Xlogy, Special::Xlog1py] {
