@@ -356,13 +356,18 @@ impl Op {
         matches!(self, Op::Const | Op::Input | Op::Param(_) | Op::Consumed(_))
     }
 
-    /// [`Op::forward`] on owned inputs, their references gathered on the stack for one
-    /// or two (collecting them into a vector costs as much as a scalar op's arithmetic).
-    pub(crate) fn forward_values(&self, values: &[Value]) -> Result<Value> {
-        match values {
-            [a] => self.forward(&[a]),
-            [a, b] => self.forward(&[a, b]),
-            _ => self.forward(&values.iter().collect::<Vec<_>>()),
+    /// [`Op::forward`] on the values `read` gives for `inputs`, their references
+    /// gathered on the stack for one or two (collecting them into a vector costs as
+    /// much as a scalar op's arithmetic).
+    pub(crate) fn forward_each<'v, I>(
+        &self,
+        inputs: &'v [I],
+        read: impl Fn(&'v I) -> Result<&'v Value>,
+    ) -> Result<Value> {
+        match inputs {
+            [a] => self.forward(&[read(a)?]),
+            [a, b] => self.forward(&[read(a)?, read(b)?]),
+            _ => self.forward(&inputs.iter().map(read).collect::<Result<Vec<_>>>()?),
         }
     }
 

@@ -4,8 +4,9 @@
 //! the recording walk records every step of every pullback as nodes on the same tape,
 //! so the gradients it returns can be differentiated again. The tape's lock is taken
 //! per step, never across a pullback: a rule written in Python may run ops (and drop
-//! handles) while its pullback runs. The eager walk takes an elementwise op on 0-d
-//! values (a loop over scalars) straight through its scalar rules, without a step.
+//! handles) while its pullback runs. The eager walk passes an elementwise op on 0-d
+//! values (a loop over scalars) and a gather without building a step: the first's
+//! scalar rules and the second's scatter need no values.
 
 use std::cell::RefCell;
 use std::ops::{Add, Div, Mul, Neg, Sub};
@@ -514,7 +515,7 @@ impl<'t> Recorder<'t> {
             );
             needs |= node.needs_grad;
         }
-        let value = op.forward_values(&values)?;
+        let value = op.forward_each(&values, Ok)?;
         Ok(push(
             &mut arena,
             op,

@@ -1747,7 +1747,7 @@ fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
             .collect::<Result<_>>()?;
         return Ok(Output::Value(match given {
             Some(v) => v,
-            None => op.forward_values(&values)?,
+            None => op.forward_each(&values, Ok)?,
         }));
     }
     // Asked before the lock is taken: the hook may run Python code.
@@ -1802,9 +1802,9 @@ fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
                 (push_leaf(&mut arena, tape, leaf, value, needs), needs)
             }
         };
-        let dtype = stored(&arena, id)?.dtype();
-        if let Some(d) = target.filter(|&d| d != dtype) {
-            let value = stored(&arena, id)?.cast(d)?;
+        let value = stored(&arena, id)?;
+        if let Some(d) = target.filter(|&d| d != value.dtype()) {
+            let value = value.cast(d)?;
             id = push(
                 &mut arena,
                 Op::Cast(d),
@@ -1818,16 +1818,7 @@ fn record(op: Op, args: &[Arg], given: Option<Value>) -> Result<Output> {
     }
     let value = match given {
         Some(v) => v,
-        // One or two inputs are gathered on the stack (see `Op::forward_values`).
-        None => match *ids.as_slice() {
-            [a] => op.forward(&[stored(&arena, a)?])?,
-            [a, b] => op.forward(&[stored(&arena, a)?, stored(&arena, b)?])?,
-            _ => op.forward(
-                &ids.iter()
-                    .map(|&id| stored(&arena, id))
-                    .collect::<Result<Vec<_>>>()?,
-            )?,
-        },
+        None => op.forward_each(&ids, |&id| stored(&arena, id))?,
     };
     if !outer.is_empty() {
         STATE.with(|s| {
