@@ -4,9 +4,9 @@
 //! the recording walk records every step of every pullback as nodes on the same tape,
 //! so the gradients it returns can be differentiated again. The tape's lock is taken
 //! per step, never across a pullback: a rule written in Python may run ops (and drop
-//! handles) while its pullback runs. The eager walk passes an elementwise op on 0-d
-//! values (a loop over scalars) and a gather without building a step: the first's
-//! scalar rules and the second's scatter need no values.
+//! handles) while its pullback runs. The eager walk passes a short elementwise op (a
+//! loop over scalars or small vectors) and a gather without building a step: the
+//! first's scalar rules read the values where they lie, the second's scatter needs none.
 
 use std::cell::RefCell;
 use std::ops::{Add, Div, Mul, Neg, Sub};
@@ -97,35 +97,80 @@ struct Step<A> {
     needs: SmallVec<[bool; 2]>,
 }
 
-/// The gradients an elementwise node on 0-d values stored inline (a loop over
-/// scalars) passes to its inputs, from its op's scalar rules, by input: no step is
-/// built and nothing allocated. `None` for any other node.
-fn scalar_grads<T: Element>(
+/// A gradient for an input, by the input's node.
+type InputGrad<T> = Option<(NodeId, Array<T>)>;
+
+/// Elementwise nodes of at most this many elements are passed by their op's scalar
+/// rules, an element at a time: below one group of lanes, setting up a step and the
+/// array kernels costs more than the elements do.
+const DIRECT_MAX: usize = crate::kernel::LANES;
+
+/// The gradients a short elementwise node (a loop over scalars, or over small
+/// vectors) passes to its inputs, from its op's scalar rules, by input: no step is
+/// built. `None` for any other node, and when an input that wants a gradient is
+/// broadcast (its gradient is a sum, which the general path takes).
+#[inline(always)]
+fn direct_grads<T: Element>(
     arena: &Arena,
     node: &crate::tape::Node,
-    dy: T,
-) -> Option<[Option<(NodeId, T)>; 2]> {
-    let element = |v: &Option<Value>| T::array(v.as_ref()?)?.zero_dim().copied();
-    let y = element(&node.value)?;
+    dy: &Array<T>,
+) -> Option<[InputGrad<T>; 2]> {
+    let (shape, len) = (dy.shape(), dy.len());
+    let y = T::array(node.value.as_ref()?)?;
+    if len > DIRECT_MAX || y.shape() != shape {
+        return None;
+    }
+    // An input's elements, read in step with the output's, or one value throughout
+    // for a 0-d constant.
     let input = |k: usize| {
         let id = *node.inputs.get(k)?;
         let n = arena.nodes.get(id)?;
-        Some((id, element(&n.value)?, n.needs_grad))
+        let x = T::array(n.value.as_ref()?)?;
+        let read = x.shape() == shape || (x.shape().is_empty() && !n.needs_grad);
+        read.then_some((id, x.as_slice(), n.needs_grad))
     };
+    let at = |s: &[T], i: usize| s.get(i).or(s.first()).copied();
+    let (y, dy) = (y.as_slice(), dy.as_slice());
     Some(match (&node.op, node.inputs.len()) {
         (Op::Unary(u), 1) => {
             let (i, x, need) = input(0)?;
-            [need.then(|| (i, u.rule(x, y, dy))), None]
+            let rule = |e| Some(u.rule(at(x, e)?, at(y, e)?, at(dy, e)?));
+            [wanted(need, i, || elementwise(shape, len, rule))?, None]
         }
         (Op::Binary(op), 2) => {
             let ((i, a, need_a), (j, b, need_b)) = (input(0)?, input(1)?);
+            let side = |k: usize| {
+                let rule = |e| Some(op.rule(k, at(a, e)?, at(b, e)?, at(y, e)?, at(dy, e)?));
+                elementwise(shape, len, rule)
+            };
             [
-                need_a.then(|| (i, op.rule(0, a, b, y, dy))),
-                need_b.then(|| (j, op.rule(1, a, b, y, dy))),
+                wanted(need_a, i, || side(0))?,
+                wanted(need_b, j, || side(1))?,
             ]
         }
         _ => return None,
     })
+}
+
+/// Input `id`'s gradient `g()` if it wants one; `None` (the general path) when `g` fails.
+#[inline(always)]
+fn wanted<T>(need: bool, id: NodeId, g: impl FnOnce() -> Option<Array<T>>) -> Option<InputGrad<T>> {
+    Some(if need { Some((id, g()?)) } else { None })
+}
+
+/// The array of `shape` (`len` elements) whose element `i` is `rule(i)`; a 0-d one is
+/// stored inline.
+#[inline(always)]
+fn elementwise<T: Float>(
+    shape: &[usize],
+    len: usize,
+    rule: impl Fn(usize) -> Option<T>,
+) -> Option<Array<T>> {
+    if shape.is_empty() {
+        return rule(0).map(Array::scalar);
+    }
+    let values = (0..len).map(rule).collect::<Option<Vec<T>>>()?;
+    Array::from_vec(shape, values).ok()
 }
 
 /// Reads nodes for a sweep and adds contributions, for one backend.
@@ -134,10 +179,9 @@ trait Walk {
     fn backend(&mut self) -> &mut Self::B;
     /// The node's step, or `None` for a leaf (whose slot is left for the caller).
     fn step(&mut self, id: NodeId) -> Result<Option<Step<<Self::B as Arrays>::A>>>;
-    /// Adds node `id`'s contributions to its inputs' slots in `grads` when they come
-    /// without its inputs' values: those of an elementwise op on 0-d values, from its
-    /// scalar rules (see [`scalar_grads`]), and a gather's scatter of `dy`. False takes
-    /// the general path through a step.
+    /// Adds node `id`'s contributions to its inputs' slots in `grads` without building
+    /// a step: those of a short elementwise op, from its scalar rules (see
+    /// [`direct_grads`]), and a gather's scatter of `dy`. False takes the general path.
     fn direct_step(
         &mut self,
         _id: NodeId,
@@ -263,32 +307,35 @@ struct EagerWalk<'t> {
 }
 
 impl EagerWalk<'_> {
-    /// Marks node `id` passed when the sweep consumes, and releases the lock.
+    /// Marks node `id` passed when the sweep consumes, and releases the lock (before
+    /// its value is freed).
     fn passed(&self, mut arena: MutexGuard<'_, Arena>, id: NodeId) {
         if self.consume {
-            pass(&mut arena, id);
+            let value = pass(&mut arena, id);
+            drop(arena);
+            drop(value);
         }
     }
 
-    /// [`Walk::direct_step`] for an elementwise node with a 0-d gradient `dy` of `T`s.
-    fn pass_scalar<T: Element>(
+    /// [`Walk::direct_step`] for an elementwise node with a gradient `dy` of `T`s.
+    fn pass_direct<T: Element>(
         &self,
         arena: MutexGuard<'_, Arena>,
         id: NodeId,
-        dy: T,
+        dy: &Array<T>,
         grads: &mut [Option<Value>],
     ) -> Result<bool> {
         let Some(passed) = arena
             .nodes
             .get(id)
-            .and_then(|node| scalar_grads(&arena, node, dy))
+            .and_then(|node| direct_grads(&arena, node, dy))
         else {
             return Ok(false);
         };
         self.passed(arena, id);
         for (input, g) in passed.into_iter().flatten() {
             if let Some(slot) = grads.get_mut(input) {
-                add_into(slot, Contribution::Dense(T::value(Array::scalar(g))))?;
+                add_into(slot, Contribution::Dense(T::value(g)))?;
             }
         }
         Ok(true)
@@ -373,12 +420,8 @@ impl Walk for EagerWalk<'_> {
             };
         }
         match dy {
-            Value::F32(dy) => dy
-                .zero_dim()
-                .map_or(Ok(false), |&dy| self.pass_scalar(arena, id, dy, grads)),
-            Value::F64(dy) => dy
-                .zero_dim()
-                .map_or(Ok(false), |&dy| self.pass_scalar(arena, id, dy, grads)),
+            Value::F32(dy) => self.pass_direct(arena, id, dy, grads),
+            Value::F64(dy) => self.pass_direct(arena, id, dy, grads),
         }
     }
 

@@ -645,22 +645,44 @@ fn special_functions_without_an_evaluator_say_scipy_is_needed() {
     }
 }
 
-/// `op` of 0-d values (a loop over scalars, which the sweep takes through the ops'
-/// scalar rules) has the gradient of the same op on one-element arrays (the general
-/// path), in both dtypes.
+/// Short elementwise ops (on 0-d values, or on vectors of up to 16 elements), which the
+/// sweep passes by the ops' scalar rules, have the gradients of the same ops on long
+/// arrays (the array kernels), in both dtypes.
 #[test]
-fn scalar_loops_match_one_element_arrays() -> Result<()> {
+fn short_elementwise_gradients_match_the_array_kernels() -> Result<()> {
     let mut failures = Vec::new();
     let mut check = |name: String, f: &dyn Fn(&Tracked) -> Result<Tracked>, at: f64| {
+        let short: Vec<f64> = (0..5).map(|i| at + 0.01 * f64::from(i)).collect();
+        let long: Vec<f64> = short.iter().copied().cycle().take(40).collect();
+        let sum = |x: &Tracked| {
+            let axes = [0].into_iter().collect();
+            let y = f(x)?;
+            op(
+                Op::Reduce {
+                    kind: Reduce::Sum,
+                    axes,
+                    keepdims: false,
+                },
+                &[Arg::Tracked(y)],
+            )
+        };
         for dtype in [Dtype::F32, Dtype::F64] {
-            let scalar = Value::scalar(at, dtype);
-            let array = Value::from_vec(&[1], vec![at])?.cast(dtype)?;
-            let (g0, g1) = (gradient(f, &scalar)?, gradient(f, &array)?);
-            let (g0, g1) = (g0.item().unwrap_or(f64::NAN), g1.to_f64_vec());
+            let g = |values: &[f64]| -> Result<Vec<f64>> {
+                let x = Value::from_vec(&[values.len()], values.to_vec())?.cast(dtype)?;
+                Ok(gradient(sum, &x)?.to_f64_vec())
+            };
+            let (g_short, g_long) = (g(&short)?, g(&long)?);
+            let g_scalar = gradient(f, &Value::scalar(at, dtype))?.item();
             let ulp = if dtype == Dtype::F32 { 1e-7 } else { 3e-16 };
-            match g1.as_slice() {
-                [g1] if g0.is_finite() && (g0 - g1).abs() <= 4.0 * ulp * g1.abs() => {}
-                _ => failures.push(format!("{name} {dtype:?}: {g0} against {g1:?}")),
+            let near = |a: f64, b: f64| a.is_finite() && (a - b).abs() <= 4.0 * ulp * b.abs();
+            let pairs = g_short
+                .iter()
+                .zip(&g_long)
+                .chain(g_scalar.as_ref().zip(g_long.first()));
+            if g_short.len() != 5 || !pairs.into_iter().all(|(&a, &b)| near(a, b)) {
+                failures.push(format!(
+                    "{name} {dtype:?}: {g_short:?} and {g_scalar:?} against {g_long:?}"
+                ));
             }
         }
         Ok::<(), tracker_core::Error>(())
