@@ -158,8 +158,9 @@ fn wanted<T>(need: bool, id: NodeId, g: impl FnOnce() -> Option<Array<T>>) -> Op
     Some(if need { Some((id, g()?)) } else { None })
 }
 
-/// The array of `shape` (`len` elements) whose element `i` is `rule(i)`; a 0-d one is
-/// stored inline.
+/// The array of `shape` (`len` elements) whose element `i` is `rule(i)`. A 0-d one is
+/// built inline without the vector `Array::from_vec` would take: a loop over scalars
+/// allocates nothing here.
 #[inline(always)]
 fn elementwise<T: Float>(
     shape: &[usize],
