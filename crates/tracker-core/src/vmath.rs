@@ -9,9 +9,10 @@
 //! faster than a product and a sum): exactly rounded, so every path gives the same
 //! bits, on every CPU that has FMA (x86-64 since 2013, every 64-bit ARM). An x86-64 CPU
 //! without it, where each would be a library call, gets the scalar functions instead.
-//! `f32` elements are computed in `f64` and rounded once, with the exponentials'
-//! polynomial cut to what `f32` needs; `tanh`, the activation of `f32` models, is
-//! computed in `f32` itself, sixteen lanes at a time rather than eight.
+//! `exp`, `log` and `tanh` of `f32` elements, the ones `f32` models lean on, are
+//! computed in `f32` itself, sixteen lanes at a time rather than eight; the others are
+//! computed in `f64` and rounded once, with the exponentials' polynomial cut to what
+//! `f32` needs.
 //!
 //! A kernel has a fast range (for `exp`, `|x| <= 708`): elements outside it (NaN,
 //! infinities, overflow, underflow, huge arguments of `sin`) are recomputed by the
@@ -219,8 +220,14 @@ fn blocks<T: Float, const TERMS: usize>(
 ) {
     for (x, out) in x.chunks(BLOCK).zip(out.chunks_mut(BLOCK)) {
         match func {
+            Func::Exp if TERMS == F32_TERMS => {
+                lanes32(x, out, &scalar, exp32, |v| v.abs() <= EXP32_MAX);
+            }
             Func::Exp => lanes(x, out, &scalar, exp::<TERMS>, |v| v.abs() <= EXP_MAX),
             Func::Expm1 => lanes(x, out, &scalar, expm1::<TERMS>, |v| v.abs() <= EXP_MAX),
+            Func::Log if TERMS == F32_TERMS => lanes32(x, out, &scalar, log32, |v| {
+                (f32::MIN_POSITIVE..=f32::MAX).contains(&v)
+            }),
             Func::Log => lanes(x, out, &scalar, log, |v| {
                 (f64::MIN_POSITIVE..=f64::MAX).contains(&v)
             }),
@@ -293,6 +300,8 @@ fn lanes_in<T: Float, C: Copy>(
 
 /// The fast range of the exponentials: `2^k` for `k = round(x / ln 2)` stays normal.
 const EXP_MAX: f64 = 708.0;
+/// [`EXP_MAX`] for [`exp32`]: `k` stays within `±126`, and `2^-126·e^r` normal.
+const EXP32_MAX: f32 = 87.0;
 /// The fast range of `sin` and `cos`: `k·PIO2_1` is exact for `k < 2^21`.
 const TRIG_MAX: f64 = 1_048_576.0; // 2^20
 
@@ -549,6 +558,19 @@ const TANH32: [f32; 8] = [
     -0.000_923_500_86,
     0.000_142_793_19,
 ];
+/// `log(1+f) = f - f²/2 + f³·P(f)` on `√½-1 <= f < √2-1` (degree 8, relative error of
+/// `log(1+f)` 2^-28; fitted by reweighted least squares in mpmath).
+const LOG32: [f32; 9] = [
+    0.333_333_13,
+    -0.250_000_1,
+    0.200_021_19,
+    -0.166_679_96,
+    0.142_195_51,
+    -0.124_055_915,
+    0.118_881_75,
+    -0.116_756_41,
+    0.067_466_01,
+];
 /// `exp(r)` on `|r| <= ln2 / 2` (degree 6, relative error 2^-28.6).
 const EXP32: [f32; 7] = [
     1.0,
@@ -567,23 +589,54 @@ const EXP32: [f32; 7] = [
 /// `|x|` is capped at 10, beyond which `tanh` rounds to 1.
 #[inline(always)]
 fn tanh32(x: f32) -> f32 {
-    /// 1.5·2^23: a sum with it is rounded to an integer, which its low bits hold.
-    const SHIFT32: f32 = 12_582_912.0;
-    /// ln 2 in two parts; `k·LN2_HI32` is exact for the `k < 32` met here.
-    const LN2_HI32: f32 = 0.693_359_4;
-    const LN2_LO32: f32 = -2.121_944_4e-4;
     let a = x.abs();
     let z = a * a;
     let small = (a * z).mul_add(horner(z, &TANH32), a);
     let b = a.min(10.0);
-    let t = (b + b).mul_add(std::f32::consts::LOG2_E, SHIFT32);
-    let kf = t - SHIFT32;
-    let r = kf.mul_add(-LN2_LO32, kf.mul_add(-LN2_HI32, b + b));
-    // e^2b = 2^k·e^r, with k (in t's low bits) added to the exponent field.
-    let k = t.to_bits().wrapping_sub(SHIFT32.to_bits());
-    let e = f32::from_bits(horner(r, &EXP32).to_bits().wrapping_add(k << 23));
-    let large = 1.0 - 2.0 * recip32(1.0 + e);
+    let large = 1.0 - 2.0 * recip32(1.0 + exp32(b + b));
     (if a < 1.0 { small } else { large }).copysign(x)
+}
+
+/// 1.5·2^23: a sum with it is rounded to an integer, which its low bits hold.
+const SHIFT32: f32 = 12_582_912.0;
+/// ln 2 in two parts; `k·LN2_HI32` is exact for `|k| < 2^15`.
+const LN2_HI32: f32 = 0.693_359_4;
+const LN2_LO32: f32 = -2.121_944_4e-4;
+
+/// `exp` in `f32` arithmetic for `|x| <= EXP32_MAX`: `2^k·e^r` with `|r| <= ln2/2`.
+/// `e^r = 1 + r·q(r)` keeps the rounding of the polynomial's sums scaled by `|r|`, so
+/// the result stays within 1 ulp of the correctly rounded value (every `f32` is
+/// checked).
+#[inline(always)]
+fn exp32(x: f32) -> f32 {
+    let t = x.mul_add(std::f32::consts::LOG2_E, SHIFT32);
+    let kf = t - SHIFT32;
+    // k·LN2_HI32 is exact and close to x: the first subtraction is exact.
+    let r = kf.mul_add(-LN2_LO32, kf.mul_add(-LN2_HI32, x));
+    let e = r.mul_add(horner(r, &EXP32[1..]), 1.0);
+    // 2^k·e: k (two's complement, in t's low bits) added to the exponent field.
+    let k = t.to_bits().wrapping_sub(SHIFT32.to_bits());
+    f32::from_bits(e.to_bits().wrapping_add(k << 23))
+}
+
+/// `log` in `f32` arithmetic for a positive normal `x`: `x = 2^k·m`, `√½ <= m < √2`,
+/// `log(m) = f - f²/2 + f³·P(f)` with `f = m - 1` exact. Within 1 ulp of the correctly
+/// rounded value (every `f32` is checked).
+#[inline(always)]
+fn log32(x: f32) -> f32 {
+    // Adding SQRT2_CARRY32 carries into the exponent field exactly when the significand
+    // is at least √2's.
+    const SQRT2_CARRY32: u32 = 0x3f80_0000 - 0x3f35_04f3;
+    let bits = x.to_bits();
+    let biased = bits.wrapping_add(SQRT2_CARRY32) >> 23; // k + 127
+    let k = biased.wrapping_sub(127);
+    let m = f32::from_bits(bits.wrapping_sub(k << 23));
+    let kf = biased as i32 as f32 - 127.0;
+    let f = m - 1.0;
+    let small = (f * f).mul_add(f.mul_add(horner(f, &LOG32), -0.5), kf * LN2_LO32);
+    // k·LN2_HI32 is exact and comes last: where it nearly cancels f (k = ±1), the sum
+    // is exact too, so only the small terms' rounding is lost.
+    kf.mul_add(LN2_HI32, f + small)
 }
 
 /// `1/d` for `d` in `[1, 2^30]` by three Newton steps from an estimate read off the
@@ -821,34 +874,50 @@ mod tests {
         }
     }
 
-    /// `f32` `tanh` at every `step`-th `f32` from 0 to 10.5 (beyond, it rounds to 1):
-    /// within 1 ulp of the f64 reference rounded to f32. The worst `(ulps, x)`.
-    fn tanh32_worst(step: usize) -> (u64, f32) {
-        let x: Vec<f32> = (0..=10.5f32.to_bits())
-            .step_by(step)
-            .map(f32::from_bits)
-            .collect();
-        let mut y = vec![0.0f32; x.len()];
-        apply(Func::Tanh, &x, &mut y, |v| v.tanh());
-        let reference = |x: f32| f64::from(x).tanh() as f32;
-        x.iter()
-            .zip(&y)
-            .map(|(&x, &y)| (ulps32(y, reference(x)), x))
-            .fold((0, 0.0), |worst, d| if d.0 > worst.0 { d } else { worst })
+    /// The `f32` kernels, each at every `step`-th `f32` from 0 to the end of its fast
+    /// range and at their negatives: the worst `(func, ulps, x)` against the f64
+    /// reference rounded to f32.
+    fn f32_kernels_worst(step: usize) -> (Func, u64, f32) {
+        let ranges = [
+            (Func::Tanh, 10.5),
+            (Func::Exp, EXP32_MAX),
+            (Func::Log, f32::MAX),
+        ];
+        let mut worst = (Func::Tanh, 0, 0.0);
+        for (func, top) in ranges {
+            let reference = |x: f32| reference(func, x.into()) as f32;
+            let bits: Vec<u32> = (0..=top.to_bits()).step_by(step).collect();
+            // a chunk at a time: every f32 would not fit in memory at once
+            for chunk in bits.chunks(1 << 20) {
+                let x: Vec<f32> = chunk
+                    .iter()
+                    .flat_map(|&b| [f32::from_bits(b), -f32::from_bits(b)])
+                    .collect();
+                let mut y = vec![0.0f32; x.len()];
+                apply(func, &x, &mut y, reference);
+                for (&x, &y) in x.iter().zip(&y) {
+                    let d = ulps32(y, reference(x));
+                    if d > worst.1 {
+                        worst = (func, d, x);
+                    }
+                }
+            }
+        }
+        worst
     }
 
     #[test]
-    fn tanh32_within_1_ulp_across_its_range() {
-        let (ulps, x) = tanh32_worst(1021);
-        assert!(ulps <= 1, "{ulps} ulp at x = {x:e}");
+    fn f32_kernels_within_1_ulp_across_their_ranges() {
+        let (func, ulps, x) = f32_kernels_worst(1021);
+        assert!(ulps <= 1, "{func:?}: {ulps} ulp at x = {x:e}");
     }
 
-    /// Every `f32`: 1 ulp at most (2.2 million of the 1.09 billion), the rest exact.
+    /// Every `f32` in the kernels' ranges.
     #[test]
-    #[ignore = "every f32 below 10.5: a minute in release mode"]
-    fn tanh32_within_1_ulp_everywhere() {
-        let (ulps, x) = tanh32_worst(1);
-        assert!(ulps <= 1, "{ulps} ulp at x = {x:e}");
+    #[ignore = "every f32 in the kernels' ranges: minutes in release mode"]
+    fn f32_kernels_within_1_ulp_everywhere() {
+        let (func, ulps, x) = f32_kernels_worst(1);
+        assert!(ulps <= 1, "{func:?}: {ulps} ulp at x = {x:e}");
     }
 
     #[test]
