@@ -1194,7 +1194,9 @@ def driver(args: argparse.Namespace) -> int:
     )
     titles = {wid: WORKLOADS[wid]().title for wid in workload_ids}
     # Rounds interleave the frameworks in time, so that a change in the machine's
-    # load during the run spreads over all of them instead of skewing one ratio.
+    # load during the run spreads over all of them instead of skewing one ratio; every
+    # other round runs them in reverse, so that a steady drift within a round favours
+    # neither the first nor the last.
     rounds = 1 if args.smoke else args.rounds
     merged: dict[tuple[str, str, str], dict[str, Any]] = {}
     failed = False
@@ -1203,8 +1205,9 @@ def driver(args: argparse.Namespace) -> int:
         for round_number in range(rounds):
             if rounds > 1 or len(thread_settings) > 1:
                 print(f"-- threads {label}, round {round_number + 1} of {rounds}", flush=True)
+            order = framework_names if round_number % 2 == 0 else framework_names[::-1]
             for wid in workload_ids:
-                for name in framework_names:
+                for name in order:
                     key = (label, wid, name)
                     if key in merged and merged[key]["status"] != "ok":
                         continue  # missing or failed: once is enough
