@@ -631,7 +631,7 @@ fn log32(x: f32) -> f32 {
     let biased = bits.wrapping_add(SQRT2_CARRY32) >> 23; // k + 127
     let k = biased.wrapping_sub(127);
     let m = f32::from_bits(bits.wrapping_sub(k << 23));
-    let kf = biased as i32 as f32 - 127.0;
+    let kf = k as i32 as f32; // k is two's complement
     let f = m - 1.0;
     let small = (f * f).mul_add(f.mul_add(horner(f, &LOG32), -0.5), kf * LN2_LO32);
     // k·LN2_HI32 is exact and comes last: where it nearly cancels f (k = ±1), the sum
