@@ -15,6 +15,8 @@
 //! # }
 //! ```
 
+use smallvec::SmallVec;
+
 use crate::error::{Result, shape_error};
 use crate::value::Shape;
 
@@ -91,9 +93,10 @@ pub(crate) fn reduction_axes(grad_shape: &[usize], target: &[usize]) -> Shape {
 /// assert_eq!(row, vec![0, 1, 2, 0, 1, 2]);
 /// ```
 pub struct BroadcastOffsets {
-    /// Per axis of `dst`: its length and the stride in `src` (0 where broadcast).
-    axes: Vec<(usize, usize)>,
-    index: Vec<usize>,
+    /// Per axis of `dst`: its length and the stride in `src` (0 where broadcast). Up to
+    /// four axes are stored inline: a walk is made for each chunk of a loop.
+    axes: SmallVec<[(usize, usize); 4]>,
+    index: Shape,
     offset: usize,
     remaining: usize,
 }
@@ -109,7 +112,7 @@ impl BroadcastOffsets {
     /// assert_eq!(scalar.collect::<Vec<_>>(), vec![0, 0, 0, 0]);
     /// ```
     pub fn new(src: &[usize], dst: &[usize]) -> Self {
-        let mut strides = vec![0usize; dst.len()];
+        let mut strides: Shape = smallvec::smallvec![0; dst.len()];
         let mut stride = 1usize;
         let lead = dst.len().saturating_sub(src.len());
         for (k, &d) in src.iter().enumerate().rev() {
@@ -121,7 +124,7 @@ impl BroadcastOffsets {
         let remaining = dst.iter().product();
         BroadcastOffsets {
             axes: dst.iter().copied().zip(strides).collect(),
-            index: vec![0; dst.len()],
+            index: smallvec::smallvec![0; dst.len()],
             offset: 0,
             remaining,
         }

@@ -100,37 +100,54 @@ impl<T: Float, const N: usize> Plan<'_, T, N> {
     #[inline(always)]
     fn chunk(&self, f: &impl Fn([Lanes<T>; N]) -> Lanes<T>, first: usize, out: &mut Slots<'_, T>) {
         let len = out.len();
-        // Inputs of one value are read from a group of it; broadcast ones are gathered
-        // for the chunk; the others are read in place.
+        // Inputs of one value are read from a group of it; a single row repeated over
+        // the outer axes (a bias) is read in place when its groups of lanes line up with
+        // the output's; other broadcast inputs are gathered for the chunk; the rest are
+        // read in place.
         let mut repeated = [[T::zero(); LANES]; N];
         let mut gathered = [const { Vec::new() }; N];
         for ((group, run), (s, shape)) in repeated.iter_mut().zip(&mut gathered).zip(self.inputs) {
             match s {
                 [v] => *group = [*v; LANES],
-                _ if s.len() == self.len => {}
+                _ if s.len() == self.len || self.is_aligned_row(s, shape) => {}
                 _ => *run = self.gather(s, shape, first, len),
             }
         }
-        // Each input as a run read `step` elements further for each group of lanes.
-        let mut runs = [(&[][..], LANES); N];
+        // Each input as a run: a group of lanes is read at `at`, which moves on `step`
+        // elements for the next group, and back to 0 on reaching `period`.
+        let mut runs = [(&[][..], 0, 0, usize::MAX); N];
         let sources = repeated.iter().zip(&gathered).zip(self.inputs);
-        for (run, ((group, gathered), (s, _))) in runs.iter_mut().zip(sources) {
+        for (run, ((group, gathered), (s, shape))) in runs.iter_mut().zip(sources) {
             *run = match s {
-                [_] => (group.as_slice(), 0),
-                _ if s.len() == self.len => (s.get(first..first + len).unwrap_or_default(), LANES),
-                _ => (gathered.as_slice(), LANES),
+                [_] => (group.as_slice(), 0, 0, usize::MAX),
+                _ if s.len() == self.len => (
+                    s.get(first..first + len).unwrap_or_default(),
+                    0,
+                    LANES,
+                    usize::MAX,
+                ),
+                _ if self.is_aligned_row(s, shape) => (s, first % self.row, LANES, self.row),
+                _ => (gathered.as_slice(), 0, LANES, usize::MAX),
             };
         }
-        out.fill_groups(
-            #[inline(always)]
-            |k| {
-                let mut args = [Lanes([T::one(); LANES]); N];
-                for (arg, (run, step)) in args.iter_mut().zip(runs) {
-                    *arg = Lanes::load(run, k * step);
-                }
-                f(args).0
-            },
-        );
+        // Only a chunk that reads a row in place checks for the end of a period.
+        if N > 1 && runs.iter().any(|&(_, _, _, period)| period != usize::MAX) {
+            fill_runs::<T, N, true>(runs, f, out);
+        } else {
+            fill_runs::<T, N, false>(runs, f, out);
+        }
+    }
+
+    /// Whether input `s` (of shape `shape`) is one row of the output repeated over the
+    /// outer axes, of a length that is a whole number of groups of lanes: every group of
+    /// the output then reads one whole group of it (chunks start at multiples of
+    /// [`LANES`]). A loop over one input (a `broadcast_to`) gathers it instead, so that
+    /// only loops over several inputs are compiled twice.
+    fn is_aligned_row(&self, s: &[T], shape: &[usize]) -> bool {
+        N > 1
+            && self.row.is_multiple_of(LANES)
+            && s.len() == self.row
+            && shape.last() == Some(&self.row)
     }
 
     /// The elements of broadcast input `s` (of shape `shape`) for the `len` outputs
@@ -158,6 +175,34 @@ impl<T: Float, const N: usize> Plan<'_, T, N> {
         }
         run
     }
+}
+
+/// The slots left in `out` from `f` on the lanes of `runs` (see [`Plan::chunk`]); with
+/// `WRAP`, a run goes back to its start at the end of its period.
+#[inline(always)]
+fn fill_runs<T: Float, const N: usize, const WRAP: bool>(
+    mut runs: [(&[T], usize, usize, usize); N],
+    f: &impl Fn([Lanes<T>; N]) -> Lanes<T>,
+    out: &mut Slots<'_, T>,
+) {
+    out.fill_groups(
+        #[inline(always)]
+        |k| {
+            let mut args = [Lanes([T::one(); LANES]); N];
+            for (arg, (run, at, step, period)) in args.iter_mut().zip(&mut runs) {
+                if WRAP {
+                    *arg = Lanes::load(run, *at);
+                    *at += *step;
+                    if *at == *period {
+                        *at = 0;
+                    }
+                } else {
+                    *arg = Lanes::load(run, *at + k * *step);
+                }
+            }
+            f(args).0
+        },
+    );
 }
 
 /// How many elements the loops take together.
@@ -310,7 +355,8 @@ mod tests {
     }
 
     /// Rows that are shorter than the lanes, longer, and not a divisor of the chunk
-    /// (chunks start inside rows), in long outputs that the pool splits.
+    /// (chunks start inside rows), in long outputs that the pool splits; and rows of
+    /// whole groups of lanes, which are read in place (a bias).
     #[test]
     fn broadcasts_match_element_by_element() -> Result<()> {
         let shapes = [
@@ -318,6 +364,10 @@ mod tests {
             vec![3, 700, 10],
             vec![11_000, 13],
             vec![7, 1, 4099],
+            vec![64, 256],
+            vec![2, 5, 32],
+            vec![3000, 48],
+            vec![9000, 16],
         ];
         let split = |s: &Vec<usize>| s.iter().product::<usize>() >= crate::parallel::PARALLEL_MIN;
         assert!(
@@ -345,6 +395,10 @@ mod tests {
                 a + b.lit(10.0) * b + c.lit(100.0) * c
             })?;
             assert_eq!(y.as_slice(), naive(&shape, [&a, &b, &c]), "{shape:?}");
+            // The row alone, broadcast.
+            let zero = Array::scalar(0.0);
+            let y = zip_lanes("test", [&b], &shape, |[b]| b.lit(10.0) * b)?;
+            assert_eq!(y.as_slice(), naive(&shape, [&zero, &b, &zero]), "{shape:?}");
         }
         Ok(())
     }
