@@ -130,7 +130,9 @@ impl<T: Float, const N: usize> Plan<'_, T, N> {
                 _ => (gathered.as_slice(), 0, LANES, usize::MAX),
             };
         }
-        // Only a chunk that reads a row in place checks for the end of a period.
+        // Only a chunk that reads a row in place checks for the end of a period. `N > 1`
+        // is known when compiling: one-input loops, which never read a row in place
+        // (see `is_aligned_row`), get no wrapping copy.
         if N > 1 && runs.iter().any(|&(_, _, _, period)| period != usize::MAX) {
             fill_runs::<T, N, true>(runs, f, out);
         } else {
