@@ -372,7 +372,11 @@ class Ops:
         self.__dict__.update(overrides)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._module, name)
+        # Kept once found: a name missing from the instance raises and formats an
+        # AttributeError before this runs (0.6 us, more than `np.tanh` of 4 elements).
+        found = getattr(self._module, name)
+        setattr(self, name, found)
+        return found
 
 
 NUMPY_OPS = Ops(np, lambda x: x)
