@@ -52,6 +52,20 @@ pub fn zip_lanes<T: Float, const N: usize>(
         }
         return Array::full(out_shape, f(args).0[0], op);
     }
+    // An output of one group of lanes, from inputs of its length or of one element: the
+    // group computed at once, without the chunked loop's set-up (most of the cost of an
+    // op on a few elements).
+    if len <= LANES && read.iter().all(|(s, _)| s.len() == len || s.len() == 1) {
+        let mut args = [Lanes([T::one(); LANES]); N];
+        for (arg, (s, _)) in args.iter_mut().zip(read) {
+            *arg = match s {
+                [v] => Lanes([*v; LANES]),
+                _ => Lanes::load(s, 0),
+            };
+        }
+        let group = f(args).0;
+        return Array::from_vec(out_shape, group.get(..len).unwrap_or_default().to_vec());
+    }
     // Broadcast inputs are gathered a row (the output's last axis) at a time.
     let row = out_shape.last().copied().unwrap_or(1).max(1);
     let outer = out_shape
@@ -370,6 +384,12 @@ mod tests {
             vec![2, 5, 32],
             vec![3000, 48],
             vec![9000, 16],
+            // One group of lanes or less: inputs of the output's length or of one
+            // element take the short path, the others the chunked loop.
+            vec![1, 5],
+            vec![4, 1],
+            vec![16],
+            vec![2, 3],
         ];
         let split = |s: &Vec<usize>| s.iter().product::<usize>() >= crate::parallel::PARALLEL_MIN;
         assert!(

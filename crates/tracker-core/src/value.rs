@@ -245,7 +245,7 @@ impl<T: Float> Array<T> {
             return Ok(Self::scalar(v));
         }
         Ok(Array {
-            shape: shape.into(),
+            shape: copy_shape(shape),
             data: Data::Shared(Arc::new(Buffer::Owned(values))),
         })
     }
@@ -285,7 +285,7 @@ impl<T: Float> Array<T> {
             return Ok(Self::scalar(unsafe { *ptr.as_ptr() }));
         }
         Ok(Array {
-            shape: shape.into(),
+            shape: copy_shape(shape),
             data: Data::Shared(Arc::new(Buffer::Borrowed {
                 ptr,
                 len,
@@ -313,7 +313,7 @@ impl<T: Float> Array<T> {
         let len = size_of(shape, op)?;
         let values = crate::parallel::filled(len, op, |_, out| out.fill(value))?;
         Ok(Array {
-            shape: shape.into(),
+            shape: copy_shape(shape),
             data: Data::Shared(Arc::new(Buffer::Filled(values))),
         })
     }
@@ -482,7 +482,7 @@ impl<T: Float> Array<T> {
         }
         match (&self.data, shape.is_empty()) {
             (Data::Shared(_), false) => Ok(Array {
-                shape: shape.into(),
+                shape: copy_shape(shape),
                 data: self.data.clone(),
             }),
             _ => Self::from_vec(shape, self.as_slice().to_vec()),

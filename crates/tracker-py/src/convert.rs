@@ -126,15 +126,16 @@ fn float_dtype(op: &str, kind: char, itemsize: usize, like: Option<Dtype>) -> Py
 }
 
 fn borrow_typed<T: Float>(array: Bound<'_, PyUntypedArray>) -> PyResult<Array<T>> {
-    let shape: tracker_core::Shape = array.shape().into();
     // SAFETY: `array` is a live NumPy array; its data pointer is read, not followed.
     let data = unsafe { (*array.as_array_ptr()).fields.data }.cast::<T>();
     let Some(ptr) = NonNull::new(data) else {
-        return Array::from_vec(&shape, Vec::new()).py();
+        return Array::from_vec(array.shape(), Vec::new()).py();
     };
+    // The owner is a second reference, so that the shape is read where it is.
+    let owner = Box::new(array.clone().unbind());
     // SAFETY: the caller checked that the array is C-contiguous, aligned, native and
     // holds `T`s, and the owner (a reference to the array) keeps the memory alive.
-    unsafe { Array::borrowed(&shape, ptr, Box::new(array.unbind())) }.py()
+    unsafe { Array::borrowed(array.shape(), ptr, owner) }.py()
 }
 
 /// A NumPy array (or anything `np.asarray` takes) as a value, borrowed when native.
@@ -181,15 +182,26 @@ pub fn array_value(obj: &Bound<'_, PyAny>, like: Option<Dtype>, op: &str) -> PyR
 /// An operand of an op: tracked, a Python number (weakly typed, as NEP 50: it takes
 /// `like`'s dtype), or an array. `None` when the type is not one tracker takes.
 pub fn arg_from_py(obj: &Bound<'_, PyAny>, like: Option<Dtype>, op: &str) -> PyResult<Option<Arg>> {
+    if !is_number(obj)
+        && let Some(t) = tracked_of(obj)
+    {
+        return Ok(Some(Arg::Tracked(t)));
+    }
+    untracked_arg(obj, like, op)
+}
+
+/// [`arg_from_py`] for an object already known not to be tracked.
+pub fn untracked_arg(
+    obj: &Bound<'_, PyAny>,
+    like: Option<Dtype>,
+    op: &str,
+) -> PyResult<Option<Arg>> {
     if is_number(obj) {
         let v: f64 = obj.extract()?;
         return Ok(Some(Arg::Value(Value::scalar(
             v,
             like.unwrap_or(Dtype::F64),
         ))));
-    }
-    if let Some(t) = tracked_of(obj) {
-        return Ok(Some(Arg::Tracked(t)));
     }
     let arrayish = obj.is_instance_of::<PyUntypedArray>()
         || obj.is_instance_of::<PyList>()

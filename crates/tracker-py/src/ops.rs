@@ -18,7 +18,7 @@ use tracker_core::ops::shape::{Mask, resolve_shape};
 use tracker_core::ops::unary::Unary;
 use tracker_core::{Arg, Dtype, Live, Op, Output, Shape, Tracked, Value, apply};
 
-use crate::convert::{arg_from_py, arg_or_raise, is_number, numpy, output_to_py, unsupported};
+use crate::convert::{arg_or_raise, is_number, numpy, output_to_py, unsupported, untracked_arg};
 use crate::errors::IntoPyResult;
 use crate::tracked::tracked_of;
 
@@ -54,7 +54,7 @@ fn operands(
     let like = ta.as_ref().or(tb.as_ref()).map(Tracked::dtype);
     let operand = |obj, tracked: Option<Tracked>| match tracked {
         Some(t) => Ok(Some(Arg::Tracked(t))),
-        None => arg_from_py(obj, like, op),
+        None => untracked_arg(obj, like, op),
     };
     Ok((operand(a, ta)?, operand(b, tb)?))
 }
