@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyList, PyTuple};
 use tracker_core::num::Float;
-use tracker_core::{Arg, Array, Dtype, Output, Value};
+use tracker_core::{Arg, Array, Dtype, Output, Tracked, Value};
 
 use crate::errors::IntoPyResult;
 use crate::tracked::{PyTrackedArray, PyTrackedReal, tracked_of};
@@ -182,12 +182,19 @@ pub fn array_value(obj: &Bound<'_, PyAny>, like: Option<Dtype>, op: &str) -> PyR
 /// An operand of an op: tracked, a Python number (weakly typed, as NEP 50: it takes
 /// `like`'s dtype), or an array. `None` when the type is not one tracker takes.
 pub fn arg_from_py(obj: &Bound<'_, PyAny>, like: Option<Dtype>, op: &str) -> PyResult<Option<Arg>> {
-    if !is_number(obj)
-        && let Some(t) = tracked_of(obj)
-    {
-        return Ok(Some(Arg::Tracked(t)));
+    match tracked_operand(obj) {
+        Some(t) => Ok(Some(Arg::Tracked(t))),
+        None => untracked_arg(obj, like, op),
     }
-    untracked_arg(obj, like, op)
+}
+
+/// `obj`'s tracked value, if it has one; numbers are told apart first (see [`is_number`]).
+pub fn tracked_operand(obj: &Bound<'_, PyAny>) -> Option<Tracked> {
+    if is_number(obj) {
+        None
+    } else {
+        tracked_of(obj)
+    }
 }
 
 /// [`arg_from_py`] for an object already known not to be tracked.

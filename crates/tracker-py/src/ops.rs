@@ -18,7 +18,9 @@ use tracker_core::ops::shape::{Mask, resolve_shape};
 use tracker_core::ops::unary::Unary;
 use tracker_core::{Arg, Dtype, Live, Op, Output, Shape, Tracked, Value, apply};
 
-use crate::convert::{arg_or_raise, is_number, numpy, output_to_py, unsupported, untracked_arg};
+use crate::convert::{
+    arg_or_raise, numpy, output_to_py, tracked_operand, unsupported, untracked_arg,
+};
 use crate::errors::IntoPyResult;
 use crate::tracked::tracked_of;
 
@@ -43,14 +45,7 @@ fn operands(
     b: &Bound<'_, PyAny>,
     op: &str,
 ) -> PyResult<(Option<Arg>, Option<Arg>)> {
-    let tracked = |obj| {
-        if is_number(obj) {
-            None
-        } else {
-            tracked_of(obj)
-        }
-    };
-    let (ta, tb) = (tracked(a), tracked(b));
+    let (ta, tb) = (tracked_operand(a), tracked_operand(b));
     let like = ta.as_ref().or(tb.as_ref()).map(Tracked::dtype);
     let operand = |obj, tracked: Option<Tracked>| match tracked {
         Some(t) => Ok(Some(Arg::Tracked(t))),
