@@ -38,10 +38,13 @@ pub fn zip_lanes<T: Float, const N: usize>(
 ) -> Result<Array<T>> {
     let len = size_of(out_shape, op)?;
     // An input known to hold one value throughout is read as that value, broadcast
-    // like a 0-d one: its one element, and no axes.
+    // like a 0-d one: its one element, and no axes. One kept as a broadcast is read as
+    // the smaller array it broadcasts.
     let read = inputs.map(|a| match a.uniform() {
         Some(v) => (std::slice::from_ref(v), &[][..]),
-        None => (a.as_slice(), a.shape()),
+        None => a
+            .broadcast_source()
+            .unwrap_or_else(|| (a.as_slice(), a.shape())),
     });
     // Here only inputs of one value have no axes (a 0-d one holds one value).
     if out_shape.is_empty() || read.iter().all(|(_, shape)| shape.is_empty()) {
@@ -417,6 +420,16 @@ mod tests {
                 a + b.lit(10.0) * b + c.lit(100.0) * c
             })?;
             assert_eq!(y.as_slice(), naive(&shape, [&a, &b, &c]), "{shape:?}");
+            // The same row and column kept as broadcasts to the whole shape: read as
+            // the smaller arrays, and never written out.
+            let whole =
+                |x: &Array<f64>| Array::repeated(x.as_slice().to_vec(), x.shape(), &shape, "test");
+            let (rows, columns) = (whole(&b)?, whole(&c)?);
+            let y = zip_lanes("test", [&a, &rows, &columns], &shape, |[a, b, c]| {
+                a + b.lit(10.0) * b + c.lit(100.0) * c
+            })?;
+            assert_eq!(y.as_slice(), naive(&shape, [&a, &b, &c]), "{shape:?}");
+            assert!(!rows.written_out() && !columns.written_out(), "{shape:?}");
             // The row alone, broadcast.
             let zero = Array::scalar(0.0);
             let y = zip_lanes("test", [&b], &shape, |[b]| b.lit(10.0) * b)?;

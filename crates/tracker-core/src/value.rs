@@ -5,13 +5,15 @@
 //! which keeps scalar loops (`x[i]`, `sum(x)`) free of heap allocations.
 
 use std::any::Any;
+use std::cell::UnsafeCell;
 use std::fmt;
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 
 use ndarray::{ArrayViewD, IxDyn};
 use smallvec::SmallVec;
 
+use crate::broadcast::BroadcastOffsets;
 use crate::error::{Error, Result, shape_error};
 use crate::num::Float;
 
@@ -78,9 +80,9 @@ impl Dtype {
 /// Storage shared between a value, the tape and NumPy views.
 pub(crate) enum Buffer<T> {
     Owned(Vec<T>),
-    /// Owned, and known to hold one value throughout (a broadcast seed): kernels read
-    /// that value instead of the elements, and products with it take shortcuts.
-    Filled(Vec<T>),
+    /// A smaller array broadcast (a sum's seed, a product with one): kept symbolic for
+    /// the kernels and products that read it as such, written out on first other read.
+    Repeated(Repeated<T>),
     /// Memory owned elsewhere; `owner` keeps it alive and unchanged while this exists.
     Borrowed {
         ptr: NonNull<T>,
@@ -90,20 +92,95 @@ pub(crate) enum Buffer<T> {
 }
 
 // SAFETY: a borrowed buffer is only read, and its owner (which is Send + Sync) keeps the
-// memory alive; the element types are plain floats.
+// memory alive; a repeated one is written once, behind its `Once`, before any read of
+// its elements; the element types are plain floats.
 unsafe impl<T: Send + Sync> Send for Buffer<T> {}
-// SAFETY: as above: shared access is read-only.
+// SAFETY: as above: shared access is read-only, but for that one guarded write.
 unsafe impl<T: Send + Sync> Sync for Buffer<T> {}
 
-impl<T> Buffer<T> {
+impl<T: Copy> Buffer<T> {
+    /// The number of elements (written out or not).
+    fn len(&self) -> usize {
+        match self {
+            Buffer::Owned(v) => v.len(),
+            Buffer::Repeated(r) => r.to.iter().product(),
+            Buffer::Borrowed { len, .. } => *len,
+        }
+    }
+
     fn as_slice(&self) -> &[T] {
         match self {
-            Buffer::Owned(v) | Buffer::Filled(v) => v,
+            Buffer::Owned(v) => v,
+            Buffer::Repeated(r) => r.elements(),
             // SAFETY: the owner guarantees `len` readable, aligned elements at `ptr`
             // for as long as it lives, and it lives as long as `self`.
             Buffer::Borrowed { ptr, len, .. } => unsafe {
                 std::slice::from_raw_parts(ptr.as_ptr(), *len)
             },
+        }
+    }
+}
+
+/// The elements of `source` (of shape `from`) broadcast to the shape `to`, written out
+/// only when first read as a whole: a sum's seed, and a product with it, that kernels
+/// read through [`Array::broadcast_source`] never take the memory bandwidth of their
+/// full size. The room is reserved when made, so writing can no longer fail.
+pub(crate) struct Repeated<T> {
+    source: Vec<T>,
+    from: Shape,
+    to: Shape,
+    elements: UnsafeCell<Vec<T>>,
+    written: Once,
+}
+
+impl<T: Copy> Repeated<T> {
+    /// No elements from nothing: what a buffer holds while its contents move.
+    fn empty() -> Self {
+        Repeated {
+            source: Vec::new(),
+            from: Shape::new(),
+            to: Shape::new(),
+            elements: UnsafeCell::new(Vec::new()),
+            written: Once::new(),
+        }
+    }
+
+    /// The elements, written out the first time they are asked for.
+    fn elements(&self) -> &[T] {
+        self.written.call_once(|| {
+            // SAFETY: `call_once` runs this once, before any reference to the elements
+            // exists (they are only handed out below, after it).
+            let out = unsafe { &mut *self.elements.get() };
+            self.write_out(out);
+        });
+        // SAFETY: written above; never written again while `self` is shared.
+        unsafe { &*self.elements.get() }
+    }
+
+    /// The elements, owned, for writing to (written out first if they were not).
+    fn into_elements(mut self) -> Vec<T> {
+        let mut out = std::mem::take(self.elements.get_mut());
+        if !self.written.is_completed() {
+            self.write_out(&mut out);
+        }
+        out
+    }
+
+    /// Each row of `to` (its last axis) from the row of `source` it broadcasts from,
+    /// into `out`'s reserved room.
+    fn write_out(&self, out: &mut Vec<T>) {
+        let rows = |s: &[usize]| match s.split_last() {
+            Some((&width, outer)) => (outer.to_vec(), width),
+            None => (Vec::new(), 1),
+        };
+        let ((outer, width), (source_outer, source_width)) = (rows(&self.to), rows(&self.from));
+        for row in BroadcastOffsets::new(&source_outer, &outer) {
+            let start = row * source_width;
+            match self.source.get(start..start + source_width) {
+                Some(&[v]) => out.resize(out.len() + width, v),
+                Some(values) => out.extend_from_slice(values),
+                None => return,
+            }
         }
     }
 }
@@ -310,12 +387,77 @@ impl<T: Float> Array<T> {
         if shape.is_empty() {
             return Ok(Self::scalar(value));
         }
-        let len = size_of(shape, op)?;
-        let values = crate::parallel::filled(len, op, |_, out| out.fill(value))?;
+        Self::repeated(vec![value], &[], shape, op)
+    }
+
+    /// `source`, of shape `from`, broadcast to the shape `to`: kept symbolic (see
+    /// [`Array::broadcast_source`]) until its elements are read, with room reserved for
+    /// them now. `op` names the operation in the error raised when `from` does not
+    /// broadcast to `to`, or the room cannot be allocated.
+    ///
+    /// ```
+    /// use tracker_core::Array;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let columns = Array::repeated(vec![1.0f64, 2.0], &[2, 1], &[2, 3], "broadcast_to")?;
+    /// assert_eq!(columns.as_slice(), &[1.0, 1.0, 1.0, 2.0, 2.0, 2.0]);
+    /// assert!(Array::repeated(vec![1.0f64, 2.0], &[2], &[2, 3], "broadcast_to").is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn repeated(
+        source: Vec<T>,
+        from: &[usize],
+        to: &[usize],
+        op: &'static str,
+    ) -> Result<Self> {
+        if size_of(from, op)? != source.len()
+            || crate::broadcast::broadcast_shapes(op, from, to)?.as_slice() != to
+        {
+            return Err(shape_error(
+                op,
+                format!(
+                    "cannot broadcast {} elements of shape {from:?} to shape {to:?}",
+                    source.len()
+                ),
+            ));
+        }
+        let elements = reserve(size_of(to, op)?, op)?;
+        let repeated = Repeated {
+            source,
+            from: copy_shape(from),
+            to: copy_shape(to),
+            elements: UnsafeCell::new(elements),
+            written: Once::new(),
+        };
         Ok(Array {
-            shape: copy_shape(shape),
-            data: Data::Shared(Arc::new(Buffer::Filled(values))),
+            shape: copy_shape(to),
+            data: Data::Shared(Arc::new(Buffer::Repeated(repeated))),
         })
+    }
+
+    /// The smaller array this one is a broadcast of, as its elements and its shape
+    /// (aligned with this one's last axes), when it was made by [`Array::repeated`] and
+    /// has kept its shape: what the elementwise kernels read in place of the elements.
+    ///
+    /// ```
+    /// use tracker_core::Array;
+    ///
+    /// # fn main() -> tracker_core::Result<()> {
+    /// let rows = Array::repeated(vec![1.0f64, 2.0], &[1, 2], &[3, 2], "broadcast_to")?;
+    /// assert_eq!(rows.broadcast_source(), Some((&[1.0, 2.0][..], &[1, 2][..])));
+    /// assert_eq!(rows.reshaped(&[6])?.broadcast_source(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn broadcast_source(&self) -> Option<(&[T], &[usize])> {
+        match &self.data {
+            Data::Shared(b) => match &**b {
+                Buffer::Repeated(r) if r.to == self.shape => Some((&r.source, &r.from)),
+                _ => None,
+            },
+            Data::Scalar(_) => None,
+        }
     }
 
     /// The element of a 0-d array stored inline: what the kernels' shortcuts for loops
@@ -328,8 +470,8 @@ impl<T: Float> Array<T> {
     }
 
     /// The one value every element holds, when that is known without reading them: a
-    /// single element's, or that of an array made by [`Array::full`] and not written to
-    /// since.
+    /// single element's, or that of an array made by [`Array::full`] (or repeated from
+    /// one element) and not written to since.
     ///
     /// ```
     /// use tracker_core::Array;
@@ -343,10 +485,15 @@ impl<T: Float> Array<T> {
     pub fn uniform(&self) -> Option<&T> {
         match &self.data {
             Data::Scalar(v) => Some(v),
-            Data::Shared(b) => match (&**b, b.as_slice()) {
-                (Buffer::Filled(v), _) => v.first(),
-                (_, [v]) => Some(v),
-                _ => None,
+            Data::Shared(b) => match &**b {
+                Buffer::Repeated(r) => match r.source.as_slice() {
+                    [v] => Some(v),
+                    _ => None,
+                },
+                _ => match b.as_slice() {
+                    [v] => Some(v),
+                    _ => None,
+                },
             },
         }
     }
@@ -377,7 +524,10 @@ impl<T: Float> Array<T> {
     /// # }
     /// ```
     pub fn len(&self) -> usize {
-        self.as_slice().len()
+        match &self.data {
+            Data::Scalar(_) => 1,
+            Data::Shared(b) => b.len(),
+        }
     }
 
     /// Whether the array has no elements (some axis has length 0).
@@ -444,9 +594,10 @@ impl<T: Float> Array<T> {
             Data::Scalar(v) => Some(std::slice::from_mut(v)),
             Data::Shared(arc) => {
                 let buffer = Arc::get_mut(arc)?;
-                if let Buffer::Filled(v) = buffer {
-                    // Written to, it may no longer hold one value.
-                    *buffer = Buffer::Owned(std::mem::take(v));
+                if let Buffer::Repeated(r) = buffer {
+                    // Written to, it is no longer a broadcast.
+                    let r = std::mem::replace(r, Repeated::empty());
+                    *buffer = Buffer::Owned(r.into_elements());
                 }
                 match buffer {
                     Buffer::Owned(v) => Some(v.as_mut_slice()),
@@ -904,5 +1055,89 @@ impl Value {
 impl fmt::Debug for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         with_value!(self, a => write!(f, "{}{:?}{:?}", self.dtype().name(), a.shape(), a.as_slice()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl<T: Float> Array<T> {
+        /// Whether the elements were written out (always, but for an
+        /// [`Array::repeated`] not read as a whole yet).
+        pub(crate) fn written_out(&self) -> bool {
+            match &self.data {
+                Data::Shared(b) => match &**b {
+                    Buffer::Repeated(r) => r.written.is_completed(),
+                    _ => true,
+                },
+                Data::Scalar(_) => true,
+            }
+        }
+    }
+
+    /// `source` (counting from 1) broadcast to `to`, element by element.
+    fn naive(from: &[usize], to: &[usize]) -> Vec<f64> {
+        BroadcastOffsets::new(from, to)
+            .map(|k| k as f64 + 1.0)
+            .collect()
+    }
+
+    fn repeated(from: &[usize], to: &[usize]) -> Result<Array<f64>> {
+        let len = from.iter().product();
+        Array::repeated((1..=len).map(|k| k as f64).collect(), from, to, "test")
+    }
+
+    /// Rows repeated, columns repeated, a row broadcast over new axes, a batch, one
+    /// value, and no elements: each written out as the broadcast it stands for, the
+    /// first time it is read as a whole, and not before.
+    #[test]
+    fn repeated_arrays_write_out_their_broadcast() -> Result<()> {
+        let cases: [(&[usize], &[usize]); 7] = [
+            (&[2, 1], &[2, 3]),
+            (&[1, 3], &[4, 3]),
+            (&[3], &[2, 5, 3]),
+            (&[2, 1, 3], &[2, 4, 3]),
+            (&[], &[2, 2]),
+            (&[1, 1], &[0, 3]),
+            (&[2, 3], &[2, 3]),
+        ];
+        for (from, to) in cases {
+            let a = repeated(from, to)?;
+            assert_eq!(a.len(), to.iter().product::<usize>(), "{from:?} to {to:?}");
+            assert_eq!(a.shape(), to);
+            assert!(!a.written_out(), "{from:?} to {to:?}: written out early");
+            assert_eq!(a.as_slice(), naive(from, to), "{from:?} to {to:?}");
+            assert!(a.written_out());
+            // Under another shape it is read as its elements.
+            let flat = a.reshaped(&[a.len()])?;
+            assert_eq!(flat.broadcast_source(), None);
+            assert_eq!(flat.as_slice(), naive(from, to));
+        }
+        assert!(repeated(&[2], &[3]).is_err());
+        assert!(repeated(&[2, 3], &[3]).is_err());
+        Ok(())
+    }
+
+    /// Written to, a repeated array becomes plain elements: in place when it is their
+    /// only owner, and without changing a clone that shares them.
+    #[test]
+    fn writing_to_a_repeated_array_copies_it_on_write() -> Result<()> {
+        let mut only = repeated(&[2, 1], &[2, 2])?;
+        if let Some(v) = only.make_mut()?.first_mut() {
+            *v = 9.0;
+        }
+        assert_eq!(only.as_slice(), &[9.0, 1.0, 2.0, 2.0]);
+        assert_eq!(only.broadcast_source(), None);
+        let shared = repeated(&[1, 2], &[2, 2])?;
+        let mut copy = shared.clone();
+        if let Some(v) = copy.make_mut()?.last_mut() {
+            *v = 9.0;
+        }
+        assert_eq!(copy.as_slice(), &[1.0, 2.0, 1.0, 9.0]);
+        assert_eq!(shared.as_slice(), &[1.0, 2.0, 1.0, 2.0]);
+        assert_eq!(shared.uniform(), None);
+        assert_eq!(Array::full(&[3, 2], 4.0f64, "test")?.uniform(), Some(&4.0));
+        Ok(())
     }
 }

@@ -227,16 +227,17 @@ fn matmul_typed<T: Float + ndarray::LinalgScalar>(
     let (m, k, n) = (p.m, p.k, p.n);
     let count = size_of(&p.batch, "matmul")?;
     let len = size_of(&p.out, "matmul")?;
-    let mut out: Vec<T> = reserve(len, "matmul")?;
     if m * n == 0 {
-        return Array::from_vec(&p.out, out);
+        return Array::from_vec(&p.out, Vec::new());
     }
     let (abatch, _) = split_matrix(&p.a2);
     let (bbatch, _) = split_matrix(&p.b2);
     let pairs = batch_pairs(abatch, bbatch, &p.batch);
-    // An operand known to hold one value throughout (a sum's seed on its way back).
-    let (ua, ub) = (a.uniform().copied(), b.uniform().copied());
-    let bad = || shape_error("matmul", "internal: a batch out of range");
+    let product = Product { m, k, n, ta, tb };
+    if let Some(out) = rank_one(&p, &product, a, b, &pairs)? {
+        return Ok(out);
+    }
+    let mut out: Vec<T> = reserve(len, "matmul")?;
     fn view<T>(s: &[T], d: [usize; 2]) -> Result<ArrayView2<'_, T>> {
         ArrayView2::from_shape(d, s).map_err(|e| shape_error("matmul", e.to_string()))
     }
@@ -245,18 +246,9 @@ fn matmul_typed<T: Float + ndarray::LinalgScalar>(
         .zip(out.spare_capacity_mut().chunks_exact_mut(m * n))
         .take(count)
     {
-        let a = a
-            .as_slice()
-            .get(ia * m * k..(ia + 1) * m * k)
-            .ok_or_else(bad)?;
-        let b = b
-            .as_slice()
-            .get(ib * k * n..(ib + 1) * k * n)
-            .ok_or_else(bad)?;
-        let product = Product { m, k, n, ta, tb };
-        if rank_one(&product, (a, ua), (b, ub), c)
-            || gemm.is_some_and(|g| k > 0 && g(&product, a, b, c))
-        {
+        let a = matrix(a, ia, m * k)?;
+        let b = matrix(b, ib, k * n)?;
+        if gemm.is_some_and(|g| k > 0 && g(&product, a, b, c)) {
             continue;
         }
         let av = if ta {
@@ -278,55 +270,67 @@ fn matmul_typed<T: Float + ndarray::LinalgScalar>(
         general_mat_mul(<T as Float>::one(), &av, &bv, <T as Float>::zero(), &mut cv);
     }
     // SAFETY: the `count` chunks of m·n cover the `len` elements, and each was written
-    // in full by `rank_one`, the installed GEMM (when it returned true) or the fallback.
+    // in full by the installed GEMM (when it returned true) or the fallback.
     unsafe { out.set_len(len) };
     Array::from_vec(&p.out, out)
 }
 
-/// `c = op(a) @ op(b)` when `a` or `b` holds one value throughout (`ua`, `ub`: the
-/// broadcast seed of a `sum`, on its way back through a product): the product is then
-/// rank one, each entry the sum of a row of `op(a)` or a column of `op(b)` times that
-/// value, in O(mk + kn + mn) instead of O(mkn). Returns whether it applied.
+/// Matrix `index` of a batch of matrices of `size` elements each.
+fn matrix<T: Float>(batch: &Array<T>, index: usize, size: usize) -> Result<&[T]> {
+    let start = index * size;
+    batch
+        .as_slice()
+        .get(start..start + size)
+        .ok_or_else(|| shape_error("matmul", "internal: a batch out of range"))
+}
+
+/// `op(a) @ op(b)` when `a` or `b` holds one value throughout (the broadcast seed of a
+/// `sum`, on its way back through a product): each entry is then the sum of a row of
+/// `op(a)` or of a column of `op(b)`, times that value, in O(mk + kn) instead of
+/// O(mkn). The result is those sums broadcast, kept symbolic (see [`Array::repeated`]);
+/// `None` when the shortcut does not apply.
 fn rank_one<T: Float>(
-    p: &Product,
-    (a, ua): (&[T], Option<T>),
-    (b, ub): (&[T], Option<T>),
-    c: &mut [MaybeUninit<T>],
-) -> bool {
-    let &Product { m, k, n, ta, tb } = p;
-    if m.saturating_mul(k).saturating_mul(n) < 1 << 15 || m == 0 || n == 0 {
-        return false;
+    p: &MatmulPlan,
+    &Product { m, k, n, ta, tb }: &Product,
+    a: &Array<T>,
+    b: &Array<T>,
+    pairs: &[(usize, usize)],
+) -> Result<Option<Array<T>>> {
+    if m.saturating_mul(k).saturating_mul(n) < 1 << 15 {
+        return Ok(None);
     }
-    let (sums, across_rows) = if let Some(v) = ub {
+    let mut to = p.batch.clone();
+    to.extend([m, n]);
+    let mut from = p.batch.clone();
+    let mut sums = Vec::new();
+    if let Some(&v) = b.uniform() {
         // Entry (i, j) is the sum of row i of op(a), times v.
-        (
-            if ta {
+        for &(ia, _) in pairs {
+            let a = matrix(a, ia, m * k)?;
+            sums.extend(if ta {
                 line_sums(a, m, v)
             } else {
                 row_sums(a, k, v)
-            },
-            true,
-        )
-    } else if let Some(v) = ua {
+            });
+        }
+        from.extend([m, 1]);
+    } else if let Some(&v) = a.uniform() {
         // Entry (i, j) is the sum of column j of op(b), times v.
-        (
-            if tb {
+        for &(_, ib) in pairs {
+            let b = matrix(b, ib, k * n)?;
+            sums.extend(if tb {
                 row_sums(b, k, v)
             } else {
                 line_sums(b, n, v)
-            },
-            false,
-        )
-    } else {
-        return false;
-    };
-    for (i, row) in c.chunks_exact_mut(n).enumerate() {
-        for (j, entry) in row.iter_mut().enumerate() {
-            let sum = sums.get(if across_rows { i } else { j });
-            entry.write(sum.copied().unwrap_or(T::zero()));
+            });
         }
+        from.extend([1, n]);
+    } else {
+        return Ok(None);
     }
-    true
+    Array::repeated(sums, &from, &to, "matmul")?
+        .reshaped(&p.out)
+        .map(Some)
 }
 
 /// Each row of the row-major `s` (rows of `width`) summed, times `v`.
@@ -1119,6 +1123,38 @@ mod tests {
 
     fn value(shape: &[usize], v: &[f64]) -> Option<Value> {
         Value::from_vec(shape, v.to_vec()).ok()
+    }
+
+    /// A product with a sum's seed (an array of one value, kept symbolic) is the row or
+    /// column sums of the other operand, broadcast: kept symbolic too, so neither the
+    /// seed nor the product is written out, and equal to the product written in full.
+    #[test]
+    fn products_with_a_seed_stay_broadcasts() -> Result<()> {
+        let (m, k, n) = (64, 48, 40);
+        let x = Array::from_vec(&[m, k], (0..m * k).map(|v| (v % 7) as f64 - 3.0).collect())?;
+        // A seed on the right, and one (transposed) on the left.
+        let (right, left) = (
+            Array::full(&[k, n], 0.5, "test")?,
+            Array::full(&[m, n], 0.5, "test")?,
+        );
+        let kept = [
+            matmul_typed(&x, &right, (false, false), None)?,
+            matmul_typed(&left, &x, (true, false), None)?,
+        ];
+        for product in kept.iter().chain([&right, &left]) {
+            assert!(product.broadcast_source().is_some());
+            assert!(!product.written_out());
+        }
+        let dense = |s: &Array<f64>| Array::from_vec(s.shape(), s.as_slice().to_vec());
+        let full = [
+            matmul_typed(&x, &dense(&right)?, (false, false), None)?,
+            matmul_typed(&dense(&left)?, &x, (true, false), None)?,
+        ];
+        for (kept, full) in kept.iter().zip(&full) {
+            assert_eq!(kept.shape(), full.shape());
+            assert_eq!(kept.as_slice(), full.as_slice());
+        }
+        Ok(())
     }
 
     #[test]

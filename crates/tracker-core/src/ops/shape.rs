@@ -217,7 +217,8 @@ fn permute<T: Copy + Default>(src: &[T], shape: &[usize], perm: &[usize]) -> Res
     }
 }
 
-/// `x` broadcast to `shape` (materialised).
+/// `x` broadcast to `shape`, kept symbolic: its elements are written out only when
+/// something other than an elementwise kernel or a product reads them.
 pub(crate) fn broadcast_to(x: &Value, shape: &[usize]) -> Result<Value> {
     size_of(shape, "broadcast_to")?;
     let joint = broadcast_shapes("broadcast_to", x.shape(), shape)?;
@@ -230,10 +231,13 @@ pub(crate) fn broadcast_to(x: &Value, shape: &[usize]) -> Result<Value> {
             ),
         ));
     }
+    if x.shape() == shape {
+        return Ok(x.clone());
+    }
     // A broadcast value stays known to be one value (a sum's seed on its way back).
     Ok(map_value!(x, a => match a.uniform() {
         Some(&v) => Array::full(shape, v, "broadcast_to")?,
-        None => crate::kernel::zip("broadcast_to", [a], shape, |[v]| v)?,
+        None => Array::repeated(a.as_slice().to_vec(), a.shape(), shape, "broadcast_to")?,
     }))
 }
 
