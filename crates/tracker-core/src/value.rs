@@ -82,7 +82,8 @@ pub(crate) enum Buffer<T> {
     Owned(Vec<T>),
     /// A smaller array broadcast (a sum's seed, a product with one): kept symbolic for
     /// the kernels and products that read it as such, written out on first other read.
-    Repeated(Repeated<T>),
+    /// Boxed, so that every other buffer stays as small to move as before.
+    Repeated(Box<Repeated<T>>),
     /// Memory owned elsewhere; `owner` keeps it alive and unchanged while this exists.
     Borrowed {
         ptr: NonNull<T>,
@@ -100,6 +101,7 @@ unsafe impl<T: Send + Sync> Sync for Buffer<T> {}
 
 impl<T: Copy> Buffer<T> {
     /// The number of elements (written out or not).
+    #[inline]
     fn len(&self) -> usize {
         match self {
             Buffer::Owned(v) => v.len(),
@@ -108,6 +110,7 @@ impl<T: Copy> Buffer<T> {
         }
     }
 
+    #[inline]
     fn as_slice(&self) -> &[T] {
         match self {
             Buffer::Owned(v) => v,
@@ -134,31 +137,30 @@ pub(crate) struct Repeated<T> {
 }
 
 impl<T: Copy> Repeated<T> {
-    /// No elements from nothing: what a buffer holds while its contents move.
-    fn empty() -> Self {
-        Repeated {
-            source: Vec::new(),
-            from: Shape::new(),
-            to: Shape::new(),
-            elements: UnsafeCell::new(Vec::new()),
-            written: Once::new(),
-        }
-    }
-
-    /// The elements, written out the first time they are asked for.
+    #[inline]
     fn elements(&self) -> &[T] {
-        self.written.call_once(|| {
-            // SAFETY: `call_once` runs this once, before any reference to the elements
-            // exists (they are only handed out below, after it).
-            let out = unsafe { &mut *self.elements.get() };
-            self.write_out(out);
-        });
-        // SAFETY: written above; never written again while `self` is shared.
+        if !self.written.is_completed() {
+            self.write_out_once();
+        }
+        // SAFETY: written (`is_completed` orders that write before this read); never
+        // written again while `self` is shared.
         unsafe { &*self.elements.get() }
     }
 
-    /// The elements, owned, for writing to (written out first if they were not).
-    fn into_elements(mut self) -> Vec<T> {
+    /// Kept out of line, so that reading the elements of other buffers stays short.
+    #[cold]
+    #[inline(never)]
+    fn write_out_once(&self) {
+        self.written.call_once(|| {
+            // SAFETY: `call_once` runs this once, before any reference to the elements
+            // exists (they are only handed out after it).
+            let out = unsafe { &mut *self.elements.get() };
+            self.write_out(out);
+        });
+    }
+
+    /// The elements, taken out to be owned (written out first if they were not).
+    fn take_elements(&mut self) -> Vec<T> {
         let mut out = std::mem::take(self.elements.get_mut());
         if !self.written.is_completed() {
             self.write_out(&mut out);
@@ -432,7 +434,7 @@ impl<T: Float> Array<T> {
         };
         Ok(Array {
             shape: copy_shape(to),
-            data: Data::Shared(Arc::new(Buffer::Repeated(repeated))),
+            data: Data::Shared(Arc::new(Buffer::Repeated(Box::new(repeated)))),
         })
     }
 
@@ -596,8 +598,7 @@ impl<T: Float> Array<T> {
                 let buffer = Arc::get_mut(arc)?;
                 if let Buffer::Repeated(r) = buffer {
                     // Written to, it is no longer a broadcast.
-                    let r = std::mem::replace(r, Repeated::empty());
-                    *buffer = Buffer::Owned(r.into_elements());
+                    *buffer = Buffer::Owned(r.take_elements());
                 }
                 match buffer {
                     Buffer::Owned(v) => Some(v.as_mut_slice()),
