@@ -171,12 +171,14 @@ impl<T: Copy> Repeated<T> {
     /// Each row of `to` (its last axis) from the row of `source` it broadcasts from,
     /// into `out`'s reserved room.
     fn write_out(&self, out: &mut Vec<T>) {
-        let rows = |s: &[usize]| match s.split_last() {
-            Some((&width, outer)) => (outer.to_vec(), width),
-            None => (Vec::new(), 1),
-        };
+        fn rows(shape: &[usize]) -> (&[usize], usize) {
+            match shape.split_last() {
+                Some((&width, outer)) => (outer, width),
+                None => (&[], 1),
+            }
+        }
         let ((outer, width), (source_outer, source_width)) = (rows(&self.to), rows(&self.from));
-        for row in BroadcastOffsets::new(&source_outer, &outer) {
+        for row in BroadcastOffsets::new(source_outer, outer) {
             let start = row * source_width;
             match self.source.get(start..start + source_width) {
                 Some(&[v]) => out.resize(out.len() + width, v),

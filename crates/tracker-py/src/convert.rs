@@ -182,7 +182,17 @@ pub fn array_value(obj: &Bound<'_, PyAny>, like: Option<Dtype>, op: &str) -> PyR
 /// An operand of an op: tracked, a Python number (weakly typed, as NEP 50: it takes
 /// `like`'s dtype), or an array. `None` when the type is not one tracker takes.
 pub fn arg_from_py(obj: &Bound<'_, PyAny>, like: Option<Dtype>, op: &str) -> PyResult<Option<Arg>> {
-    match tracked_operand(obj) {
+    arg_with(obj, tracked_operand(obj), like, op)
+}
+
+/// [`arg_from_py`] for an object whose [`tracked_operand`] was already looked up.
+pub fn arg_with(
+    obj: &Bound<'_, PyAny>,
+    tracked: Option<Tracked>,
+    like: Option<Dtype>,
+    op: &str,
+) -> PyResult<Option<Arg>> {
+    match tracked {
         Some(t) => Ok(Some(Arg::Tracked(t))),
         None => untracked_arg(obj, like, op),
     }
@@ -198,11 +208,7 @@ pub fn tracked_operand(obj: &Bound<'_, PyAny>) -> Option<Tracked> {
 }
 
 /// [`arg_from_py`] for an object already known not to be tracked.
-pub fn untracked_arg(
-    obj: &Bound<'_, PyAny>,
-    like: Option<Dtype>,
-    op: &str,
-) -> PyResult<Option<Arg>> {
+fn untracked_arg(obj: &Bound<'_, PyAny>, like: Option<Dtype>, op: &str) -> PyResult<Option<Arg>> {
     if is_number(obj) {
         let v: f64 = obj.extract()?;
         return Ok(Some(Arg::Value(Value::scalar(

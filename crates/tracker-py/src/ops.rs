@@ -18,9 +18,7 @@ use tracker_core::ops::shape::{Mask, resolve_shape};
 use tracker_core::ops::unary::Unary;
 use tracker_core::{Arg, Dtype, Live, Op, Output, Shape, Tracked, Value, apply};
 
-use crate::convert::{
-    arg_or_raise, numpy, output_to_py, tracked_operand, unsupported, untracked_arg,
-};
+use crate::convert::{arg_or_raise, arg_with, numpy, output_to_py, tracked_operand, unsupported};
 use crate::errors::IntoPyResult;
 use crate::tracked::tracked_of;
 
@@ -47,11 +45,7 @@ fn operands(
 ) -> PyResult<(Option<Arg>, Option<Arg>)> {
     let (ta, tb) = (tracked_operand(a), tracked_operand(b));
     let like = ta.as_ref().or(tb.as_ref()).map(Tracked::dtype);
-    let operand = |obj, tracked: Option<Tracked>| match tracked {
-        Some(t) => Ok(Some(Arg::Tracked(t))),
-        None => untracked_arg(obj, like, op),
-    };
-    Ok((operand(a, ta)?, operand(b, tb)?))
+    Ok((arg_with(a, ta, like, op)?, arg_with(b, tb, like, op)?))
 }
 
 /// Both operands of a binary op, or the error naming the one tracker does not take.
